@@ -75,6 +75,12 @@ class BuildNative(build_ext):
         sources = _c_sources("supervisor") + _c_sources("common")
         if not sources:
             return
+        if self.compiler is None:  # no extension was built, so build_ext made no compiler
+            from setuptools._distutils.ccompiler import new_compiler
+            from setuptools._distutils.sysconfig import customize_compiler
+
+            self.compiler = new_compiler()
+            customize_compiler(self.compiler)
         objects = self.compiler.compile(
             sources,
             output_dir=os.path.join(self.build_temp, "supervisor"),
@@ -86,7 +92,8 @@ class BuildNative(build_ext):
         else:
             out_dir = os.path.join(self.build_lib, "agent", "native", "bin")
         os.makedirs(out_dir, exist_ok=True)
-        self.compiler.link_executable(objects, SUPERVISOR_NAME, output_dir=out_dir)
+        self.compiler.link_executable(objects, SUPERVISOR_NAME, output_dir=out_dir,
+                                      target_lang="c")
 
 
 setup(ext_modules=_extensions(), cmdclass={"build_ext": BuildNative})

@@ -1,0 +1,145 @@
+/* taskagent-supervisor: one per host. The parent of every container process; it spawns them
+ * on the agent's request, reaps them (and any orphan) through one epoll set, keeps exit
+ * statuses until the agent takes them, and holds stdio so containers keep running and
+ * writing while the agent is stopped, upgraded or crashed.
+ *
+ * Usage: taskagent-supervisor --listen-fd N   (a listening SOCK_SEQPACKET unix socket) */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "child.h"
+#include "supervisor.h"
+
+extern int sv_epoll;
+extern int sv_shutdown_requested;
+int sv_self_pidns = -1;
+uint8_t *sv_recv_buf;
+int64_t sv_started_at;
+
+static int parse_args(int argc, char **argv)
+{
+    int i;
+    for (i = 1; i < argc - 1; i++)
+        if (strcmp(argv[i], "--listen-fd") == 0)
+            return atoi(argv[i + 1]);
+    return -1;
+}
+
+static void keep_std_fds(void)
+{
+    int fd;
+    while ((fd = open("/dev/null", O_RDWR)) >= 0 && fd <= 2)
+        ;
+    if (fd > 2)
+        close(fd);
+}
+
+static int setup(int listen_fd, int *sigfd)
+{
+    struct rlimit rl;
+    sigset_t mask;
+    static struct watch w_listen = {W_LISTEN, NULL}, w_signal = {W_SIGNAL, NULL};
+
+    getrlimit(RLIMIT_NOFILE, &sv_original_nofile);
+    rl = sv_original_nofile;
+    rl.rlim_cur = rl.rlim_max; /* one fd per pidfd and held fifo: thousands of tasks */
+    setrlimit(RLIMIT_NOFILE, &rl);
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) {
+        perror("supervisor: becoming a subreaper");
+        return -1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    *sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    sv_self_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+    sv_epoll = epoll_create1(EPOLL_CLOEXEC);
+    sv_recv_buf = malloc(SV_MAX_PACKET);
+    if (*sigfd < 0 || sv_self_pidns < 0 || sv_epoll < 0 || !sv_recv_buf) {
+        perror("supervisor: setting up");
+        return -1;
+    }
+    fcntl(listen_fd, F_SETFD, FD_CLOEXEC);
+    fcntl(listen_fd, F_SETFL, fcntl(listen_fd, F_GETFL) | O_NONBLOCK);
+    loop_add(listen_fd, EPOLLIN, &w_listen);
+    loop_add(*sigfd, EPOLLIN, &w_signal);
+    sv_started_at = now_ns();
+    return 0;
+}
+
+/* Returns 1 when the supervisor should stop. */
+static int on_signals(int sigfd)
+{
+    struct signalfd_siginfo si;
+    int stop = 0;
+    while (read(sigfd, &si, sizeof(si)) == sizeof(si)) {
+        if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+            stop = 1;
+    }
+    reap_orphans();
+    return stop;
+}
+
+int main(int argc, char **argv)
+{
+    struct epoll_event events[256];
+    int listen_fd = parse_args(argc, argv);
+    int sigfd = -1, stop = 0;
+
+    if (listen_fd < 0) {
+        fprintf(stderr, "usage: %s --listen-fd N\n", argv[0]);
+        return 2;
+    }
+    keep_std_fds();
+    if (setup(listen_fd, &sigfd) < 0)
+        return 1;
+    while (!stop) {
+        int64_t deadline = next_deadline();
+        int timeout = -1, n, i;
+        if (deadline) {
+            int64_t left = (deadline - now_ns()) / 1000000;
+            timeout = left < 0 ? 0 : (int)(left > 60000 ? 60000 : left + 1);
+        }
+        n = epoll_wait(sv_epoll, events, 256, timeout);
+        if (n < 0 && errno != EINTR) {
+            perror("supervisor: epoll_wait");
+            return 1;
+        }
+        for (i = 0; i < n; i++) {
+            struct watch *w = events[i].data.ptr;
+            switch (w->kind) {
+            case W_LISTEN: link_accept(listen_fd); break;
+            case W_CLIENT: link_on_event(events[i].events); break;
+            case W_SIGNAL: stop = on_signals(sigfd); break;
+            case W_PIDFD: reap(w->proc); break;
+            case W_SYNC: handle_sync(w->proc); break;
+            case W_MASTER: case W_TTY_IN: case W_TTY_OUT: case W_STDIN_PIPE:
+                if (w->proc->relay)
+                    relay_on_event(w->proc->relay, w->kind, events[i].events);
+                break;
+            }
+            /* A handler above may have freed a process another event points at. */
+            if (w->kind == W_CLIENT || w->kind == W_SIGNAL || w->kind == W_PIDFD)
+                break;
+        }
+        check_deadlines(now_ns());
+        if (sv_shutdown_requested) {
+            link_flush();
+            stop = 1;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,6 @@
+"""Registers the event exchange (`io.containerd.event.v1.exchange`)."""
+
+from agent import plugin
+from agent.events.exchange import Exchange
+
+plugin.register(plugin.Registration(type=plugin.EVENT, id="exchange", init=lambda ic: Exchange()))

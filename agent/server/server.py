@@ -1,0 +1,94 @@
+"""The agent process: plugins loaded in order, gRPC services on a unix socket, clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+import grpc
+
+from agent import builtins, plugin
+from agent.config import Config
+from agent.server import listen
+from agent.server.interceptor import RequestInterceptor
+
+log = logging.getLogger(__name__)
+
+
+class AgentServer:
+    def __init__(self, config: Config):
+        self.config = config
+        self.plugins: plugin.PluginSet | None = None
+        self.grpc_server: grpc.aio.Server | None = None
+        self._stop = asyncio.Event()
+        self._lock_fd: int | None = None
+
+    async def start(self) -> None:
+        cfg = self.config
+        os.umask(0o022)
+        for d in (cfg.root, cfg.state):
+            os.makedirs(d, mode=0o711, exist_ok=True)
+        self._lock_fd = listen.lock_state_dir(cfg.state)
+        listen.prepare_socket_path(cfg.address)
+        builtins.load()
+        self.plugins = await plugin.load(
+            plugin.registrations(),
+            root=cfg.root,
+            state=cfg.state,
+            disabled=set(cfg.disabled_plugins),
+            required=set(cfg.required_plugins),
+            plugin_config=cfg.plugins,
+            server_config=cfg,
+        )
+        server = grpc.aio.server(
+            interceptors=[RequestInterceptor()],
+            options=[
+                ("grpc.max_receive_message_length", cfg.max_recv_message_size),
+                ("grpc.max_send_message_length", cfg.max_send_message_size),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        for p in self.plugins.ordered:
+            register = getattr(p.instance, "register", None)
+            if p.error is None and callable(register):
+                register(server)
+        server.add_insecure_port(f"unix://{cfg.address}")
+        await server.start()
+        listen.secure_socket(cfg.address, cfg.gid)
+        self.grpc_server = server
+        log.info("serving on %s", cfg.address)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def wait(self) -> None:
+        await self._stop.wait()
+
+    async def stop(self) -> None:
+        if self.grpc_server is not None:
+            await self.grpc_server.stop(grace=1.0)
+            # Only the agent that bound the socket removes it.
+            try:
+                os.unlink(self.config.address)
+            except FileNotFoundError:
+                pass
+        if self.plugins is not None:
+            await plugin.close_all(self.plugins)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        log.info("stopped")
+
+
+async def serve(config: Config) -> None:
+    server = AgentServer(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, server.request_stop)
+    try:
+        await server.start()
+        await server.wait()
+    finally:
+        await server.stop()
