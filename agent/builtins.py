@@ -40,6 +40,6 @@ def load() -> None:
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as e:
-            if e.name != name:
+            if not name.startswith(e.name or "?"):
                 raise
     _loaded = True

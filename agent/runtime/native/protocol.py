@@ -140,8 +140,14 @@ class Payload:
         return self
 
     def nested(self, tag: int, inner: "Payload") -> "Payload":
-        self.fds.extend(inner.fds)
+        """A record inside this payload; a record never carries fds of its own (use
+        `add_fd` and put the index in the record instead)."""
+        assert not inner.fds, "nested records refer to the outer packet's fds"
         return self.bytes(tag, inner.encode())
+
+    def add_fd(self, fd: int) -> int:
+        self.fds.append(fd)
+        return len(self.fds) - 1
 
     def fd(self, tag: int, fd: int) -> "Payload":
         self.fds.append(fd)

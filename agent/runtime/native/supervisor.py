@@ -25,10 +25,14 @@ _CMSG_SPACE = socket.CMSG_SPACE(P.MAX_FDS * 4)
 
 
 class SupervisorError(Exception):
-    def __init__(self, code: int, message: str):
+    """A refused request. `pid` is set when a child process was made (and failed): its exit
+    will be reported like any other."""
+
+    def __init__(self, code: int, message: str, pid: int = 0):
         super().__init__(message)
         self.errno = code
         self.message = message
+        self.pid = pid
 
 
 class SupervisorLost(Exception):
@@ -205,7 +209,8 @@ class Supervisor:
                 return
             code = P.u64(fields.get(P.T_ERRNO))
             if code:
-                fut.set_exception(SupervisorError(code, P.text(fields.get(P.T_ERRMSG))))
+                fut.set_exception(SupervisorError(code, P.text(fields.get(P.T_ERRMSG)),
+                                                  P.u64(fields.get(P.T_PID))))
             else:
                 fut.set_result(fields)
         elif msg_type == P.EV_EXIT and self.on_exit is not None:

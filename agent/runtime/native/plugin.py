@@ -1,0 +1,44 @@
+"""Registers the native runtime (`io.containerd.runtime.v2.native`), the default runtime."""
+
+from __future__ import annotations
+
+from agent import plugin
+from agent.cgroups import Cgroups, CgroupDriverError
+from agent.native import SUPERVISOR_BINARY
+from agent.runtime.native.runtime import NativeRuntime
+from agent.runtime.native.supervisor import Supervisor
+
+CONFIG = {
+    # "auto" picks v2 when the cgroup2 tree carries the controllers, else v1.
+    "cgroup_driver": "auto",
+    # Tasks live at <parent>/<namespace>/<id> in every hierarchy.
+    "cgroup_parent": "taskagent",
+    # Where the cgroup2 tree is, when not at its usual place (hybrid hosts: .../unified).
+    "cgroup_v2_mount": "",
+    # The supervisor executable; empty means the one installed with the package.
+    "supervisor_binary": "",
+}
+
+
+async def _init(ic: plugin.InitContext) -> NativeRuntime:
+    cfg = ic.config
+    try:
+        cgroups = Cgroups(cfg["cgroup_driver"], cfg["cgroup_parent"], cfg["cgroup_v2_mount"])
+    except CgroupDriverError as e:
+        raise RuntimeError(str(e)) from None
+    supervisor = Supervisor(ic.state, cfg["supervisor_binary"] or SUPERVISOR_BINARY)
+    runtime = NativeRuntime(ic.state, cgroups, ic.get(plugin.EVENT), supervisor)
+    await supervisor.connect()
+    ic.exports["cgroup_driver"] = cgroups.driver
+    ic.exports["supervisor_pid"] = str(supervisor.pid)
+    return runtime
+
+
+plugin.register(plugin.Registration(
+    type=plugin.RUNTIME,
+    id="native",
+    init=_init,
+    requires=(plugin.EVENT,),
+    config=CONFIG,
+    close=lambda runtime: runtime.close(),
+))

@@ -1,0 +1,316 @@
+"""A task of the native runtime: the container's init process, its execs, its cgroup."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from agent import identifiers
+from agent.api.containerd.events import task_pb2 as ev
+from agent.cgroups import resources as cgroup_resources
+from agent.cgroups.base import Cgroup
+from agent.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from agent.runtime.native import errmap, stdio
+from agent.runtime.native import protocol as P
+from agent.runtime.native import spec as specmod
+from agent.runtime.native.process import NativeProcess, check_signal
+from agent.runtime.native.supervisor import SupervisorError
+from agent.runtime.task import IO, Exit, ProcessInfo, Status, Task
+
+if TYPE_CHECKING:
+    from agent.runtime.native.runtime import NativeRuntime
+
+# How long a failed start waits for the supervisor to confirm the child is gone.
+REAP_WAIT = 5.0
+
+
+class ExecProcess(NativeProcess):
+    """A process started inside a running task (`ctr task exec`)."""
+
+    def __init__(self, task: "NativeTask", exec_id: str, spec: specmod.ProcessSpec, io: IO):
+        super().__init__(task, exec_id, f"{task.key}/{exec_id}", io)
+        self.spec = spec
+        self.stdin_closed = False
+        self.start_failed = False
+        self._gone = asyncio.get_running_loop().create_future()  # the supervisor is done with it
+
+    async def start(self) -> int:
+        if self.status == Status.STOPPED or self.start_failed:
+            raise FailedPrecondition(f"cannot start exec {self.id}: it has already run")
+        if self.pid or self._starting:
+            raise FailedPrecondition(f"cannot start exec {self.id}: it is already running")
+        task_status = self.task.status
+        if task_status in (Status.PAUSED, Status.PAUSING):
+            raise FailedPrecondition(f"cannot start exec {self.id}: the task is paused")
+        if task_status != Status.RUNNING:
+            raise FailedPrecondition(f"cannot start exec {self.id}: the task is {task_status.name.lower()}")
+        payload = P.Payload().str(P.T_KEY, self.key).str(P.T_PARENT_KEY, self.task.key)
+        self.spec.add_to(payload)
+        opened = stdio.open_into(payload, self.io, stdin_closed=self.stdin_closed)
+        procs_fds, dir_fd = self.task.cgroup.join_files()
+        for fd in procs_fds:
+            payload.fd(P.T_CGROUP_PROCS, fd)
+        if dir_fd is not None:
+            payload.fd(P.T_CGROUP_DIR, dir_fd)
+        self._begin_start()
+        try:
+            pid = await self.runtime.supervisor.exec(payload)
+        except Exception as e:
+            self.start_failed = True
+            self.status = Status.STOPPED
+            self._end_start()
+            if isinstance(e, SupervisorError) and e.pid:
+                self.pid = e.pid
+            else:
+                self._mark_gone()  # no child was made: no exit will follow
+            raise errmap.to_agent_error(e, f"exec {self.spec.args[0]!r} in task {self.task.id}") from None
+        finally:
+            opened.close()
+            for fd in procs_fds + ([dir_fd] if dir_fd is not None else []):
+                os.close(fd)
+        self.pid = pid
+        self.status = Status.RUNNING
+        self.runtime.publish(self.task.namespace, "/tasks/exec-started",
+                             ev.TaskExecStarted(container_id=self.task.id, exec_id=self.id, pid=pid))
+        self.task.persist()
+        self._end_start()
+        return pid
+
+    def on_exit(self, exit: Exit, publish: bool = True) -> None:
+        super().on_exit(exit, publish=publish and not self.start_failed)
+        if not self._starting:
+            self._mark_gone()
+
+    async def close_io(self) -> None:
+        if self.pid == 0 and not self.start_failed:
+            self.stdin_closed = True  # remembered: the process starts with stdin at EOF
+            return
+        await super().close_io()
+
+    def _mark_gone(self) -> None:
+        if not self._gone.done():
+            self._gone.set_result(None)
+
+    def exited(self) -> None:
+        self.task.persist()
+
+    async def kill(self, signal: int, all: bool = False) -> None:
+        check_signal(signal)
+        if self.pid == 0 and not self.start_failed:
+            raise FailedPrecondition(f"process {self.id} not created: it was never started")
+        await super().kill(signal, all)
+
+    async def delete(self) -> Exit:
+        self._require_not_running("delete")
+        if self.pid == 0 and not self.start_failed:
+            # Never started: nothing runs; anyone waiting learns it will never exit.
+            self._abort_waiters(NotFound(f"process {self.id} was deleted before it started"))
+            self.task.remove_exec(self.id)
+            return Exit(0, 0, time.time_ns())
+        if self.start_failed and not self._gone.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._gone), REAP_WAIT)
+            except asyncio.TimeoutError:
+                pass
+        if self.exit is not None or self.start_failed:
+            try:
+                await self.runtime.supervisor.forget(self.key)
+            except SupervisorError as e:
+                if e.errno != 2:  # ENOENT: the supervisor never held it
+                    raise errmap.to_agent_error(e, f"deleting exec {self.id}") from None
+        self.task.remove_exec(self.id)
+        if self.exit is None:
+            self._abort_waiters(NotFound(f"process {self.id} failed to start and was deleted"))
+            return Exit(self.pid, 127, time.time_ns())
+        return self.exit
+
+
+class NativeTask(NativeProcess, Task):
+    def __init__(self, runtime: "NativeRuntime", namespace: str, task_id: str, bundle: str,
+                 cgroup: Cgroup, io: IO, spec: specmod.ContainerSpec, rootfs: str):
+        self.namespace = namespace
+        self._runtime = runtime
+        super().__init__(self, task_id, f"{namespace}/{task_id}", io)
+        self.bundle = bundle
+        self.cgroup = cgroup
+        self.spec = spec
+        self.rootfs = rootfs
+        self.execs: dict[str, ExecProcess] = {}
+        self.created_at_ns = time.time_ns()
+        self.start_time = 0
+        self.start_failed = False
+
+    @property
+    def runtime(self) -> "NativeRuntime":
+        return self._runtime
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> int:
+        if self._starting:
+            raise FailedPrecondition(f"task {self.id} is already starting")
+        if self.status != Status.CREATED:
+            what = "stopped" if self.status == Status.STOPPED else "running"
+            raise FailedPrecondition(f"cannot start a {what} process (task {self.id})")
+        self._begin_start()
+        try:
+            pid = await self.runtime.supervisor.start(self.key)
+        except Exception as e:
+            self.start_failed = True
+            self.status = Status.STOPPED
+            self._end_start()
+            self.persist()
+            raise errmap.to_agent_error(e, f"starting task {self.id}") from None
+        self.status = Status.RUNNING
+        self.runtime.publish(self.namespace, "/tasks/start",
+                             ev.TaskStart(container_id=self.id, pid=pid))
+        self.persist()
+        self._end_start()
+        return pid
+
+    def on_exit(self, exit: Exit, publish: bool = True) -> None:
+        super().on_exit(exit, publish=publish and not self.start_failed)
+
+    def exited(self) -> None:
+        self.persist()
+
+    async def kill(self, signal: int, all: bool = False) -> None:
+        check_signal(signal)
+        if all:
+            if self.exit is not None:
+                raise NotFound("process already finished")
+            self.cgroup.signal_all(signal)
+            return
+        await super().kill(signal)
+
+    async def delete(self) -> Exit:
+        """Remove the task: refused while it runs; a created task's init is stopped."""
+        if self._starting:
+            raise FailedPrecondition(f"task {self.id} is starting")
+        self._require_not_running("delete")
+        if self.status == Status.CREATED:
+            await self.runtime.supervisor.forget(self.key)  # kills and reaps the waiting init
+            exit = Exit(self.pid, 137, time.time_ns())
+        else:
+            if self.exit is None:  # start failed; the supervisor reports the exit soon
+                try:
+                    await asyncio.wait_for(self.wait(), REAP_WAIT)
+                except (asyncio.TimeoutError, Exception):
+                    pass
+            exit = self.exit or Exit(self.pid, 127, time.time_ns())
+            for ex in list(self.execs.values()):
+                if ex.pid:
+                    try:
+                        await ex.wait() if ex.exit is None and not ex.start_failed else None
+                        await self.runtime.supervisor.forget(ex.key)
+                    except SupervisorError:
+                        pass
+                ex._abort_waiters(NotFound(f"process {ex.id} was deleted with its task"))
+            self.execs.clear()
+            try:
+                await self.runtime.supervisor.forget(self.key)
+            except SupervisorError as e:
+                if e.errno != 2:
+                    raise errmap.to_agent_error(e, f"deleting task {self.id}") from None
+        await self.cgroup.delete()
+        return exit
+
+    # -- execs -------------------------------------------------------------------------------
+
+    async def exec(self, exec_id: str, spec: dict[str, Any], io: IO) -> ExecProcess:
+        if exec_id == "":
+            raise InvalidArgument("exec id cannot be empty")
+        identifiers.validate(exec_id, "exec id")
+        if exec_id in self.execs:
+            raise AlreadyExists(f"exec id {exec_id}: already exists")
+        if self.status == Status.STOPPED or self.exit is not None:
+            raise FailedPrecondition(f"cannot exec in a stopped state (task {self.id})")
+        if self.status in (Status.PAUSED, Status.PAUSING):
+            raise FailedPrecondition(f"cannot exec in a paused state (task {self.id})")
+        if self.status != Status.RUNNING:
+            raise FailedPrecondition(f"cannot exec in a created state (task {self.id} is not started)")
+        pspec = specmod.parse_process(spec, "exec process")
+        pspec.terminal = pspec.terminal or io.terminal
+        io.terminal = pspec.terminal
+        stdio.check_io(io)
+        proc = ExecProcess(self, exec_id, pspec, io)
+        self.execs[exec_id] = proc
+        self.runtime.publish(self.namespace, "/tasks/exec-added",
+                             ev.TaskExecAdded(container_id=self.id, exec_id=exec_id))
+        return proc
+
+    def process(self, exec_id: str) -> ExecProcess:
+        proc = self.execs.get(exec_id)
+        if proc is None:
+            raise NotFound(f"process does not exist {exec_id}")
+        return proc
+
+    def remove_exec(self, exec_id: str) -> None:
+        self.execs.pop(exec_id, None)
+        self.persist()
+
+    # -- the whole container -------------------------------------------------------------------
+
+    async def pids(self) -> list[ProcessInfo]:
+        if self.exit is not None:
+            return []
+        by_pid = {e.pid: e.id for e in self.execs.values() if e.pid and e.exit is None}
+        return [ProcessInfo(pid, by_pid.get(pid, "")) for pid in self.cgroup.pids()]
+
+    async def pause(self) -> None:
+        if self.status in (Status.PAUSED, Status.PAUSING):
+            raise FailedPrecondition(f"task {self.id} is already paused")
+        if self.status != Status.RUNNING:
+            raise FailedPrecondition(f"cannot pause a {self.status.name.lower()} task ({self.id})")
+        self.status = Status.PAUSING
+        try:
+            await self.cgroup.freeze()
+        except Exception:
+            if self.status == Status.PAUSING:
+                self.status = Status.RUNNING
+            raise
+        if self.exit is not None:
+            # The init exited while we froze: a stopped task is never marked paused.
+            self.cgroup.thaw()
+            raise FailedPrecondition(f"task {self.id} exited while pausing")
+        self.status = Status.PAUSED
+        self.runtime.publish(self.namespace, "/tasks/paused", ev.TaskPaused(container_id=self.id))
+        self.persist()
+
+    async def resume(self) -> None:
+        if self.status != Status.PAUSED:
+            raise FailedPrecondition(f"cannot resume task {self.id}: it is not paused")
+        self.cgroup.thaw()
+        self.status = Status.RUNNING
+        self.runtime.publish(self.namespace, "/tasks/resumed", ev.TaskResumed(container_id=self.id))
+        self.persist()
+
+    async def update(self, resources: Any, annotations: dict[str, str]) -> None:
+        if self.exit is not None or self.status == Status.STOPPED:
+            raise FailedPrecondition(f"cannot update a stopped task ({self.id})")
+        if resources is None:
+            return
+        if isinstance(resources, (bytes, bytearray)):
+            try:
+                resources = orjson.loads(resources)
+            except orjson.JSONDecodeError as e:
+                raise InvalidArgument(f"resources are not valid JSON: {e}") from None
+        parsed = cgroup_resources.parse(resources)
+        if parsed.devices is not None:
+            raise InvalidArgument("device rules cannot be changed by Update")
+        self.cgroup.apply(parsed, update=True)
+
+    async def checkpoint(self, path: str, options: Any) -> None:
+        raise FailedPrecondition("checkpoint is not available in this runtime build")
+
+    def stats_dirs(self) -> dict[str, str]:
+        return self.cgroup.stat_dirs()
+
+    # -- record --------------------------------------------------------------------------------
+
+    def persist(self) -> None:
+        self.runtime.persist(self)

@@ -1,0 +1,233 @@
+"""The tasks service's behaviour (containerd's tasks `local`): look the container up, pick
+its runtime, act on the task, answer in containerd's messages.
+
+Registered as the service plugin `tasks-service`, which requires the event, runtime and
+metadata plugins and uses the task monitor when one is loaded (a no-op one otherwise)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+
+from agent import filters, identifiers, plugin
+from agent.api.containerd.services.tasks.v1 import tasks_pb2 as api
+from agent.api.containerd.types.task import task_pb2 as types
+from agent.api.runc import options_pb2
+from agent.errors import AlreadyExists, InvalidArgument, NotFound, NotImplementedYet
+from agent.runtime.task import IO, CreateOpts, Exit, Mount, PlatformRuntime, Task, TaskMonitor
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RUNTIME = "native"
+PROCESS_DETAILS_URL = "containerd.runc.v1.ProcessDetails"
+
+
+def _timestamp(ts: Any, ns: int) -> None:
+    ts.seconds, ts.nanos = divmod(ns, 1_000_000_000)
+
+
+def _process_message(state: Any) -> types.Process:
+    p = types.Process(id=state.id, pid=state.pid, status=int(state.status),
+                      stdin=state.io.stdin, stdout=state.io.stdout, stderr=state.io.stderr,
+                      terminal=state.io.terminal)
+    if state.exit is not None:
+        p.exit_status = state.exit.status
+        _timestamp(p.exited_at, state.exit.timestamp_ns)
+    return p
+
+
+def _delete_response(exit: Exit, process_id: str = "") -> api.DeleteResponse:
+    r = api.DeleteResponse(id=process_id, pid=exit.pid, exit_status=exit.status)
+    _timestamp(r.exited_at, exit.timestamp_ns)
+    return r
+
+
+def _json(value: bytes, what: str) -> Any:
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError as e:
+        raise InvalidArgument(f"{what} is not valid JSON: {e}") from None
+
+
+class TasksLocal:
+    def __init__(self, runtimes: dict[str, PlatformRuntime], default: PlatformRuntime,
+                 containers: Any, monitor: TaskMonitor):
+        self.runtimes = runtimes
+        self.default = default
+        self.containers = containers
+        self.monitor = monitor
+
+    # -- lookups -------------------------------------------------------------------------------
+
+    def runtime_for(self, name: str) -> PlatformRuntime:
+        # One runtime to rule them all: names we do not know (io.containerd.runc.v2) go to
+        # the default, as containerd sends them to its v2 task manager.
+        return self.runtimes.get(name) or self.default
+
+    def _container(self, ns: str, container_id: str) -> Any:
+        identifiers.validate(container_id, "container id")
+        return self.containers.get(ns, container_id)
+
+    def _task(self, ns: str, container_id: str) -> Task:
+        container = self._container(ns, container_id)
+        return self.runtime_for(container.runtime.name).get(ns, container_id)
+
+    def _process(self, ns: str, container_id: str, exec_id: str):
+        task = self._task(ns, container_id)
+        return task.process(exec_id) if exec_id else task
+
+    def all_tasks(self, ns: str | None) -> list[Task]:
+        seen: list[Task] = []
+        for rt in {id(r): r for r in [*self.runtimes.values(), self.default]}.values():
+            seen.extend(rt.tasks(ns))
+        return seen
+
+    # -- the lifecycle ---------------------------------------------------------------------------
+
+    async def create(self, ns: str, r: api.CreateTaskRequest) -> api.CreateTaskResponse:
+        container = self._container(ns, r.container_id)
+        if r.HasField("checkpoint") and r.checkpoint.digest:
+            raise NotImplementedYet("restoring from a checkpoint is not available yet")
+        runtime = self.runtime_for(container.runtime.name)
+        try:
+            runtime.get(ns, r.container_id)
+            raise AlreadyExists(f"task {r.container_id}: already exists")
+        except NotFound:
+            pass
+        if not container.spec.value:
+            raise InvalidArgument(f"container {r.container_id} has no spec")
+        spec = _json(container.spec.value, "the container's spec")
+        opts = CreateOpts(
+            spec=spec,
+            io=IO(r.stdin, r.stdout, r.stderr, r.terminal),
+            rootfs=[Mount(m.type, m.source, m.target, list(m.options)) for m in r.rootfs],
+            runtime=container.runtime.name,
+            task_options=r.options if r.HasField("options") else None,
+        )
+        task = await runtime.create(ns, r.container_id, opts)
+        self.monitor.monitor(task, {"runtime": container.runtime.name})
+        return api.CreateTaskResponse(container_id=r.container_id, pid=task.state().pid)
+
+    async def start(self, ns: str, r: api.StartRequest) -> api.StartResponse:
+        proc = self._process(ns, r.container_id, r.exec_id)
+        return api.StartResponse(pid=await proc.start())
+
+    async def delete(self, ns: str, r: api.DeleteTaskRequest) -> api.DeleteResponse:
+        container = self._container(ns, r.container_id)
+        runtime = self.runtime_for(container.runtime.name)
+        task = runtime.get(ns, r.container_id)
+        exit = await runtime.delete(ns, r.container_id)
+        self.monitor.stop(task)
+        return _delete_response(exit)
+
+    async def delete_process(self, ns: str, r: api.DeleteProcessRequest) -> api.DeleteResponse:
+        if not r.exec_id:
+            raise InvalidArgument("exec id cannot be empty")
+        proc = self._task(ns, r.container_id).process(r.exec_id)
+        return _delete_response(await proc.delete(), r.exec_id)
+
+    async def get(self, ns: str, r: api.GetRequest) -> api.GetResponse:
+        proc = self._process(ns, r.container_id, r.exec_id)
+        return api.GetResponse(process=_process_message(proc.state()))
+
+    async def list(self, ns: str, r: api.ListTasksRequest) -> api.ListTasksResponse:
+        flt = filters.parse_all([r.filter] if r.filter else [])
+        out = []
+        for task in self.all_tasks(ns):
+            state = task.state()
+            fields = {"id": state.id, "pid": str(state.pid),
+                      "status": types.Status.Name(int(state.status)).lower()}
+            if flt.match(filters.label_adaptor({}, fields)):
+                out.append(_process_message(state))
+        out.sort(key=lambda p: p.id)
+        return api.ListTasksResponse(tasks=out)
+
+    async def kill(self, ns: str, r: api.KillRequest) -> None:
+        proc = self._process(ns, r.container_id, r.exec_id)
+        await proc.kill(r.signal, r.all)
+
+    async def exec(self, ns: str, r: api.ExecProcessRequest) -> None:
+        if not r.exec_id:
+            raise InvalidArgument("exec id cannot be empty")
+        identifiers.validate(r.exec_id, "exec id")
+        task = self._task(ns, r.container_id)
+        if not r.spec.value:
+            raise InvalidArgument("exec needs a process spec")
+        spec = _json(r.spec.value, "the exec process spec")
+        await task.exec(r.exec_id, spec, IO(r.stdin, r.stdout, r.stderr, r.terminal))
+
+    async def resize_pty(self, ns: str, r: api.ResizePtyRequest) -> None:
+        proc = self._process(ns, r.container_id, r.exec_id)
+        await proc.resize_pty(r.width, r.height)
+
+    async def close_io(self, ns: str, r: api.CloseIORequest) -> None:
+        proc = self._process(ns, r.container_id, r.exec_id)
+        if r.stdin:
+            await proc.close_io()
+
+    async def pause(self, ns: str, r: api.PauseTaskRequest) -> None:
+        await self._task(ns, r.container_id).pause()
+
+    async def resume(self, ns: str, r: api.ResumeTaskRequest) -> None:
+        await self._task(ns, r.container_id).resume()
+
+    async def list_pids(self, ns: str, r: api.ListPidsRequest) -> api.ListPidsResponse:
+        task = self._task(ns, r.container_id)
+        out = []
+        for info in await task.pids():
+            p = types.ProcessInfo(pid=info.pid)
+            if info.exec_id:
+                p.info.type_url = PROCESS_DETAILS_URL
+                p.info.value = options_pb2.ProcessDetails(exec_id=info.exec_id).SerializeToString()
+            out.append(p)
+        return api.ListPidsResponse(processes=out)
+
+    async def update(self, ns: str, r: api.UpdateTaskRequest) -> None:
+        task = self._task(ns, r.container_id)
+        resources = None
+        if r.HasField("resources") and r.resources.value:
+            resources = _json(r.resources.value, "resources")
+        await task.update(resources, dict(r.annotations))
+
+    async def wait(self, ns: str, r: api.WaitRequest) -> api.WaitResponse:
+        proc = self._process(ns, r.container_id, r.exec_id)
+        exit = await proc.wait()
+        resp = api.WaitResponse(exit_status=exit.status)
+        _timestamp(resp.exited_at, exit.timestamp_ns)
+        return resp
+
+    async def metrics(self, ns: str, r: api.MetricsRequest) -> api.MetricsResponse:
+        raise NotImplementedYet("task metrics are not available yet")
+
+    async def checkpoint(self, ns: str, r: api.CheckpointTaskRequest) -> api.CheckpointTaskResponse:
+        raise NotImplementedYet("checkpoint is not available yet")
+
+
+async def _init(ic: plugin.InitContext) -> TasksLocal:
+    runtimes = {name: p.instance for name, p in ic.get_by_type(plugin.RUNTIME).items() if p.ok}
+    if DEFAULT_RUNTIME not in runtimes:
+        raise RuntimeError(f"the default runtime {plugin.RUNTIME}.{DEFAULT_RUNTIME} did not load")
+    metadata = ic.get(plugin.METADATA)
+    ic.get(plugin.EVENT)
+    try:
+        monitor = ic.get(plugin.TASK_MONITOR)
+    except NotFound:
+        monitor = TaskMonitor()
+    named = dict(runtimes)
+    for rt in runtimes.values():
+        named[rt.id] = rt  # also reachable by its full name, io.containerd.runtime.v2.native
+    local = TasksLocal(named, runtimes[DEFAULT_RUNTIME], metadata.containers, monitor)
+    for task in local.all_tasks(None):
+        monitor.monitor(task, None)  # tasks that survived a restart are watched again
+    return local
+
+
+plugin.register(plugin.Registration(
+    type=plugin.SERVICE,
+    id="tasks-service",
+    init=_init,
+    requires=(plugin.EVENT, plugin.RUNTIME, plugin.METADATA),
+    optional=(plugin.TASK_MONITOR,),
+))
