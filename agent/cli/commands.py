@@ -1,9 +1,209 @@
-"""Client commands for people; each talks to the agent through agent.client."""
+"""Client commands for people. Each opens a Client on the agent's socket, does one thing
+and prints what a person wants to see; exit codes follow the container where one runs."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
+import sys
+
+import grpc
+
+from agent import config
+from agent.cli import attach, show
+
+
+def _address(args: argparse.Namespace) -> str:
+    return args.address or os.environ.get("TASKAGENT_ADDRESS") or config.DEFAULT_ADDRESS
+
+
+def _namespace(args: argparse.Namespace) -> str:
+    return (args.namespace or os.environ.get("TASKAGENT_NAMESPACE")
+            or os.environ.get("CONTAINERD_NAMESPACE") or "default")
+
+
+def _client(args: argparse.Namespace):
+    from agent.client import Client
+
+    return Client(_address(args), _namespace(args))
+
+
+def _run_async(coro) -> int:
+    try:
+        return asyncio.run(coro)
+    except grpc.aio.AioRpcError as e:
+        print(f"taskagent: {e.details()} ({e.code().name.lower()})", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--address", "-a", help="the agent's socket (default: $TASKAGENT_ADDRESS "
+                   f"or {config.DEFAULT_ADDRESS})")
+    p.add_argument("--namespace", "-n", help="namespace (default: $TASKAGENT_NAMESPACE or default)")
+
+
+# -- run and exec --------------------------------------------------------------------------
+
+async def _run(args: argparse.Namespace) -> int:
+    from agent.client import default_spec
+
+    if not args.command:
+        print("taskagent run: give the command after the id (use -- before its options)",
+              file=sys.stderr)
+        return 2
+    ns = _namespace(args)
+    spec = default_spec(args.command, os.path.abspath(args.rootfs), namespace=ns, id=args.id,
+                        hostname=args.hostname, terminal=args.tty,
+                        env=args.env or (["TERM=xterm"] if args.tty else None))
+    async with _client(args) as client:
+        await client.create_container(args.id, spec)
+        try:
+            if args.detach:
+                await client.create_task(args.id)
+                pid = await client.start(args.id)
+                print(pid)
+                return 0
+            session = attach.Session(client, args.id, interactive=args.interactive or args.tty,
+                                     terminal=args.tty)
+            return await session.run_task()
+        finally:
+            if args.rm and not args.detach:
+                try:
+                    await client.delete_container(args.id)
+                except grpc.aio.AioRpcError:
+                    pass
+
+
+async def _exec(args: argparse.Namespace) -> int:
+    import orjson
+
+    from agent.api.containerd.services.containers.v1 import containers_pb2
+
+    async with _client(args) as client:
+        container = await client.containers.Get(
+            containers_pb2.GetContainerRequest(id=args.id), metadata=client.md())
+        # The container's own process, with the command and terminal replaced (as ctr does).
+        process = orjson.loads(container.container.spec.value).get("process", {})
+        process["args"] = args.command
+        process["terminal"] = args.tty
+        if args.tty:
+            process.setdefault("env", ["TERM=xterm"])
+        session = attach.Session(client, args.id, exec_id=args.exec_id,
+                                 interactive=args.interactive or args.tty, terminal=args.tty)
+        return await session.run_exec(process)
+
+
+# -- listing and control ---------------------------------------------------------------------
+
+async def _ls(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        show.table(["TASK", "PID", "STATUS"],
+                   [[t.id, t.pid, show.status(t.status)] for t in await client.list_tasks()])
+    return 0
+
+
+async def _ps(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        rows = []
+        for p in await client.pids(args.id):
+            rows.append([p.pid, show.process_info(p)])
+        show.table(["PID", "INFO"], rows)
+    return 0
+
+
+async def _kill(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        await client.kill(args.id, show.signal_number(args.signal), exec_id=args.exec_id,
+                          all=args.all)
+    return 0
+
+
+async def _delete(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        try:
+            resp = await client.delete_task(args.id)
+            print(f"{args.id}: exit status {resp.exit_status}")
+        except grpc.aio.AioRpcError as e:
+            if e.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+        await client.delete_container(args.id)
+    return 0
+
+
+async def _pause(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        await client.pause(args.id)
+    return 0
+
+
+async def _resume(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        await client.resume(args.id)
+    return 0
+
+
+async def _events(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        async for env in client.subscribe(args.filters):
+            print(show.envelope(env), flush=True)
+    return 0
 
 
 def add_client_commands(sub: argparse._SubParsersAction) -> None:
-    """Registered in a later step of the build; kept separate from the daemon flags."""
+    run = sub.add_parser("run", help="run a container from a rootfs directory")
+    _common(run)
+    run.add_argument("--rootfs", required=True, help="root filesystem directory")
+    run.add_argument("--rm", action="store_true", help="delete the container when it exits")
+    run.add_argument("--detach", "-d", action="store_true", help="start and print the pid")
+    run.add_argument("--tty", "-t", action="store_true", help="give it a terminal")
+    run.add_argument("--interactive", "-i", action="store_true", help="forward stdin")
+    run.add_argument("--hostname", help="the container's hostname")
+    run.add_argument("--env", action="append", help="KEY=VALUE (repeatable)")
+    run.add_argument("id")
+    run.add_argument("command", nargs=argparse.REMAINDER)
+    run.set_defaults(func=lambda a: _run_async(_run(_strip_dashes(a))))
+
+    ex = sub.add_parser("exec", help="run a process in a running container")
+    _common(ex)
+    ex.add_argument("--exec-id", required=True)
+    ex.add_argument("--tty", "-t", action="store_true")
+    ex.add_argument("--interactive", "-i", action="store_true")
+    ex.add_argument("id")
+    ex.add_argument("command", nargs=argparse.REMAINDER)
+    ex.set_defaults(func=lambda a: _run_async(_exec(_strip_dashes(a))))
+
+    for name, fn, helptext in (("ls", _ls, "list tasks"),):
+        p = sub.add_parser(name, help=helptext)
+        _common(p)
+        p.set_defaults(func=lambda a, fn=fn: _run_async(fn(a)))
+    for name, fn, helptext in (("ps", _ps, "list a task's processes"),
+                               ("delete", _delete, "delete a stopped task and its container"),
+                               ("pause", _pause, "freeze a task"),
+                               ("resume", _resume, "thaw a task")):
+        p = sub.add_parser(name, help=helptext)
+        _common(p)
+        p.add_argument("id")
+        p.set_defaults(func=lambda a, fn=fn: _run_async(fn(a)))
+
+    kill = sub.add_parser("kill", help="signal a task or exec")
+    _common(kill)
+    kill.add_argument("--signal", "-s", default="SIGTERM")
+    kill.add_argument("--exec-id", default="")
+    kill.add_argument("--all", action="store_true", help="every process of the task")
+    kill.add_argument("id")
+    kill.set_defaults(func=lambda a: _run_async(_kill(a)))
+
+    events = sub.add_parser("events", help="print events as they happen")
+    _common(events)
+    events.add_argument("filters", nargs="*")
+    events.set_defaults(func=lambda a: _run_async(_events(a)))
+
+
+def _strip_dashes(args: argparse.Namespace) -> argparse.Namespace:
+    if args.command and args.command[0] == "--":
+        args.command = args.command[1:]
+    return args
+
