@@ -92,8 +92,16 @@ static void settle(struct proc *p, int code, const char *msg)
     if (p->pending == P_NONE)
         return;
     if (p->pending_conn == link_conn()) {
-        if (code)
-            link_reply_error(p->pending_id, code, msg);
+        if (code) {
+            /* With the pid: a child existed, so its exit will be reported too. */
+            struct sv_buf b = {0};
+            sv_buf_start(&b, SV_REPLY, p->pending_id);
+            sv_put_u64(&b, T_ERRNO, (uint64_t)code);
+            sv_put_str(&b, T_ERRMSG, msg ? msg : "failed");
+            sv_put_u64(&b, T_PID, (uint64_t)p->pid);
+            link_send(&b);
+            sv_buf_free(&b);
+        }
         else if (p->pending == P_FORGET)
             reply_ok(p->pending_id);
         else
