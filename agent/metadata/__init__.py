@@ -1,0 +1,1 @@
+"""Metadata: namespaces, containers and leases in one embedded SQLite database."""
