@@ -44,20 +44,28 @@ def rootfs(tmp_path_factory) -> str:
     return str(root)
 
 
-class AgentProcess:
-    """One agent on a private socket, state and root; `stop()` also ends its supervisor."""
+RUNTIME_URI = "io.containerd.runtime.v2.native"
 
-    def __init__(self, base: str, config_text: str | None = None):
+
+class AgentProcess:
+    """One agent on a private socket, state, root and cgroup parent; `stop()` also ends
+    its supervisor and removes its cgroup parent."""
+
+    def __init__(self, base: str, config_text: str | None = None,
+                 runtime_options: dict | None = None):
         self.base = base
         self.address = os.path.join(base, "run", "agent.sock")
         self.root = os.path.join(base, "root")
         self.state = os.path.join(base, "state")
         self.log_path = os.path.join(base, "agent.log")
-        self.config = None
-        if config_text is not None:
-            self.config = os.path.join(base, "config.toml")
-            with open(self.config, "w") as f:
-                f.write(config_text)
+        self.cgroup_parent = "taskagent-test-" + os.path.basename(base).rsplit("-", 1)[-1]
+        options = {"cgroup_parent": self.cgroup_parent, **(runtime_options or {})}
+        self.cgroup_parent = options["cgroup_parent"]
+        lines = [f'[plugins."{RUNTIME_URI}"]']
+        lines += [f"  {k} = {_toml(v)}" for k, v in options.items()]
+        self.config = os.path.join(base, "config.toml")
+        with open(self.config, "w") as f:
+            f.write((config_text or "") + "\n" + "\n".join(lines) + "\n")
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30.0) -> "AgentProcess":
@@ -98,6 +106,29 @@ class AgentProcess:
                 self.proc.kill()
                 self.proc.wait()
         stop_supervisor(self.state)
+        remove_cgroup_tree(self.cgroup_parent)
+
+
+def _toml(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return str(value)
+
+
+def remove_cgroup_tree(parent: str) -> None:
+    """Remove a test agent's cgroup parent in every hierarchy, deepest first."""
+    roots = [os.path.join("/sys/fs/cgroup", c, parent) for c in os.listdir("/sys/fs/cgroup")]
+    roots.append(os.path.join("/sys/fs/cgroup/unified", parent))
+    for root in roots:
+        if not os.path.isdir(root):
+            continue
+        for dirpath, _dirs, _files in sorted(os.walk(root), key=lambda w: -w[0].count("/")):
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                pass
 
 
 def _accepts(path: str) -> bool:
@@ -115,7 +146,7 @@ def stop_supervisor(state: str) -> None:
     """Ask the supervisor this agent started to kill what it holds and exit."""
     from agent.runtime.native import supervisor
 
-    path = supervisor.socket_path(state)
+    path = supervisor.socket_path(os.path.join(state, RUNTIME_URI))
     if os.path.exists(path):
         supervisor.shutdown_sync(path, force=True)
 
@@ -125,11 +156,12 @@ def agent_factory():
     made: list[AgentProcess] = []
     dirs: list[str] = []
 
-    def make(config_text: str | None = None, base: str | None = None) -> AgentProcess:
+    def make(config_text: str | None = None, base: str | None = None,
+             runtime_options: dict | None = None) -> AgentProcess:
         if base is None:
             base = tempfile.mkdtemp(prefix="taskagent-test-")
             dirs.append(base)
-        a = AgentProcess(base, config_text)
+        a = AgentProcess(base, config_text, runtime_options)
         made.append(a)
         return a
 

@@ -46,7 +46,7 @@ def _adaptor(env: events_pb2.Envelope, event: Message | None):
             if fd is None or fd.message_type is not None:
                 return "", False
             value = getattr(event, path[1])
-            if fd.label == fd.LABEL_REPEATED:
+            if fd.is_repeated:
                 return "", False
             return str(value).lower() if isinstance(value, bool) else str(value), True
         return "", False

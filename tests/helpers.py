@@ -1,0 +1,118 @@
+"""Helpers shared by the tests: a client bound to a test agent, running ctr bounded by a
+hard kill, and checks that nothing of a task is left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+from typing import Any
+
+import grpc
+import pytest
+
+from agent.client import Client, default_spec
+from agent.client.fifo import FifoSet
+
+CTR = shutil.which("ctr")
+V1_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids")
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def need_ctr() -> str:
+    if CTR is None:
+        pytest.skip("containerd's ctr is not installed (the README's test command installs it)")
+    return CTR
+
+
+def ctr(address: str, *args: str, timeout: int = 60, input: bytes | None = None,
+        namespace: str | None = None, foreground: bool = False) -> subprocess.CompletedProcess:
+    """Run ctr against our socket, bounded by a hard kill (ctr forwards SIGTERM)."""
+    cmd = ["timeout"]
+    if foreground:
+        cmd.append("--foreground")
+    cmd += ["-k", "5", str(timeout), need_ctr(), "-a", address]
+    if namespace:
+        cmd += ["-n", namespace]
+    return subprocess.run(cmd + list(args), input=input, capture_output=True)
+
+
+async def code_of(coro) -> grpc.StatusCode:
+    """The status code a call fails with (the test fails if it succeeds)."""
+    try:
+        await coro
+    except grpc.aio.AioRpcError as e:
+        return e.code()
+    raise AssertionError("the call succeeded but was expected to fail")
+
+
+async def error_of(coro) -> grpc.aio.AioRpcError:
+    try:
+        await coro
+    except grpc.aio.AioRpcError as e:
+        return e
+    raise AssertionError("the call succeeded but was expected to fail")
+
+
+async def start_container(client: Client, cid: str, args: list[str], rootfs: str,
+                          fifos: FifoSet | None = None, terminal: bool = False,
+                          **spec_kw: Any) -> int:
+    """Containers.Create, Tasks.Create, Tasks.Start; returns the pid."""
+    spec = default_spec(args, rootfs, namespace=client.namespace, id=cid, terminal=terminal,
+                        **spec_kw)
+    await client.create_container(cid, spec)
+    if fifos is not None:
+        fifos.open_readers()
+        await client.create_task(cid, fifos.stdin, fifos.stdout, fifos.stderr, terminal)
+    else:
+        await client.create_task(cid)
+    return await client.start(cid)
+
+
+async def remove(client: Client, cid: str) -> None:
+    """Kill, wait, delete the task and the container, ignoring what is already gone."""
+    try:
+        proc = await client.get(cid)
+        if proc.status in (2, 4, 5):  # running, paused, pausing
+            await client.kill(cid, 9, all=True)
+            await asyncio.wait_for(client.wait(cid), 10)
+    except grpc.aio.AioRpcError:
+        pass
+    for call in (client.delete_task(cid), client.delete_container(cid)):
+        try:
+            await call
+        except grpc.aio.AioRpcError:
+            pass
+
+
+def cgroup_paths(agent: Any, namespace: str, cid: str) -> list[str]:
+    return [f"/sys/fs/cgroup/{c}/{agent.cgroup_parent}/{namespace}/{cid}" for c in V1_CONTROLLERS]
+
+
+def leftovers(agent: Any, namespace: str, cid: str, pid: int | None = None) -> list[str]:
+    """Everything of a task that should be gone after Delete, as readable strings."""
+    found = [p for p in cgroup_paths(agent, namespace, cid) if os.path.exists(p)]
+    bundle = os.path.join(agent.state, "io.containerd.runtime.v2.native", namespace, cid)
+    if os.path.exists(bundle):
+        found.append(bundle)
+    if pid and os.path.exists(f"/proc/{pid}"):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            state = "?"
+        found.append(f"process {pid} (state {state})")
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            if f"/{namespace}/{cid}/" in line or line.split()[4].endswith(f"/{cid}/rootfs"):
+                found.append("mount " + line.split()[4])
+    return found
+
+
+def read_file(path: str) -> str:
+    with open(path) as f:
+        return f.read()

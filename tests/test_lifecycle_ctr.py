@@ -1,0 +1,119 @@
+"""containerd's own ctr, pointed at our socket, runs containers from start to finish."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+from tests.helpers import ctr, leftovers, need_ctr
+
+pytestmark = pytest.mark.ctr
+
+
+@pytest.fixture(autouse=True)
+def _ctr_present():
+    need_ctr()
+
+
+def test_run_rm_echo_leaves_nothing(agent, rootfs):
+    r = ctr(agent.address, "run", "--rm", "--rootfs", rootfs, "c1", "/bin/echo", "hello")
+    assert (r.returncode, r.stdout) == (0, b"hello\n"), r.stderr
+    assert ctr(agent.address, "c", "ls", "-q").stdout == b""
+    assert ctr(agent.address, "t", "ls", "-q").stdout == b""
+    assert leftovers(agent, "default", "c1") == []
+
+
+def test_run_exit_code(agent, rootfs):
+    r = ctr(agent.address, "run", "--rm", "--rootfs", rootfs, "c2", "/bin/sh", "-c", "exit 7")
+    assert r.returncode == 7, r.stderr
+
+
+def test_inside_the_container(agent, rootfs):
+    script = ("readlink /proc/self/ns/pid; cat /proc/1/cmdline | tr '\\0' ' '; echo; "
+              "ls /proc/self/fd | tr '\\n' ' '; echo; cat /proc/timer_list | wc -c; "
+              "mknod /tmp/sda b 8 0 && head -c1 /tmp/sda; echo device=$?")
+    r = ctr(agent.address, "run", "--rm", "--rootfs", rootfs, "in1", "/bin/sh", "-c", script)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.decode().splitlines()
+    assert lines[0] != os.readlink("/proc/self/ns/pid")
+    assert lines[0].startswith("pid:[")
+    assert lines[1] == "/bin/sh -c " + script + " "
+    # 0, 1, 2 and the directory ls itself opened: nothing of the agent leaks in.
+    assert lines[2].split() == ["0", "1", "2", "3"]
+    assert lines[3].strip() == "0"  # masked /proc/timer_list reads empty
+    assert lines[4] == "device=1"  # mknod may work; reading a host disk never does
+
+
+def test_detached_kill_and_remove(agent, rootfs):
+    r = ctr(agent.address, "run", "-d", "--rootfs", rootfs, "c3", "/bin/sleep", "1000")
+    assert r.returncode == 0, r.stderr
+    ls = ctr(agent.address, "t", "ls").stdout.decode().splitlines()
+    row = ls[1].split()
+    assert row[0] == "c3" and row[2] == "RUNNING"
+    pid = int(row[1])
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        assert f.read() == b"/bin/sleep\x001000\x00"
+    assert ctr(agent.address, "t", "kill", "-s", "SIGKILL", "c3").returncode == 0
+    for _ in range(100):
+        row = ctr(agent.address, "t", "ls").stdout.decode().splitlines()[1].split()
+        if row[2] == "STOPPED":
+            break
+    assert row == ["c3", str(pid), "STOPPED"]
+    rm = ctr(agent.address, "t", "rm", "c3")
+    assert rm.returncode == 0
+    assert b"exit code 137" in rm.stderr
+    assert ctr(agent.address, "c", "rm", "c3").returncode == 0
+    assert leftovers(agent, "default", "c3", pid) == []
+
+
+def test_large_output_in_order_20_times(agent, rootfs):
+    loop = "i=0; while [ $i -lt 100000 ]; do echo $i; i=$((i+1)); done"
+    expected = "".join(f"{i}\n" for i in range(100000)).encode()
+    for n in range(20):
+        r = ctr(agent.address, "run", "--rm", "--rootfs", rootfs, f"c4-{n}", "/bin/sh", "-c",
+                loop, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == expected, f"round {n}: {len(r.stdout)} bytes"
+
+
+def test_version_plugins_namespaces(agent, rootfs):
+    v = ctr(agent.address, "version")
+    assert v.returncode == 0, v.stderr
+    assert re.search(rb"Server:\s+Version:\s+\S+", v.stdout)
+    p = ctr(agent.address, "plugins", "ls")
+    assert p.returncode == 0
+    rows = [line.split() for line in p.stdout.decode().splitlines()[1:]]
+    assert ["io.containerd.grpc.v1", "tasks", "-", "ok"] in rows
+    assert any(r[:2] == ["io.containerd.runtime.v2", "native"] and r[-1] == "ok" for r in rows)
+    r = ctr(agent.address, "run", "--rm", "--rootfs", rootfs, "nsprobe", "/bin/true",
+            namespace="nsx")
+    assert r.returncode == 0, r.stderr
+    n = ctr(agent.address, "namespaces", "ls")
+    assert n.returncode == 0
+    assert "nsx" in [line.split()[0] for line in n.stdout.decode().splitlines()[1:]]
+
+
+def test_same_id_in_two_namespaces(agent, rootfs):
+    """B22 through ctr: same id in ns-a and ns-b are two tasks in different cgroups."""
+    for ns in ("ns-a", "ns-b"):
+        r = ctr(agent.address, "run", "-d", "--rootfs", rootfs, "web", "/bin/sleep", "3600",
+                namespace=ns)
+        assert r.returncode == 0, r.stderr
+    pids = {}
+    for ns in ("ns-a", "ns-b"):
+        rows = ctr(agent.address, "t", "ls", namespace=ns).stdout.decode().splitlines()[1:]
+        assert len(rows) == 1 and rows[0].split()[0] == "web"
+        pids[ns] = int(rows[0].split()[1])
+    assert pids["ns-a"] != pids["ns-b"]
+    with open(f"/proc/{pids['ns-a']}/cgroup") as a, open(f"/proc/{pids['ns-b']}/cgroup") as b:
+        assert a.read() != b.read()
+    assert ctr(agent.address, "t", "kill", "-s", "SIGKILL", "web", namespace="ns-a").returncode == 0
+    row = ctr(agent.address, "t", "ls", namespace="ns-b").stdout.decode().splitlines()[1].split()
+    assert row[2] == "RUNNING"
+    assert ctr(agent.address, "t", "ls", "-q", namespace="ns-c").stdout == b""
+    for ns in ("ns-a", "ns-b"):
+        ctr(agent.address, "t", "kill", "-s", "SIGKILL", "web", namespace=ns)
+        ctr(agent.address, "t", "delete", "-f", "web", namespace=ns)
+        ctr(agent.address, "c", "rm", "web", namespace=ns)
