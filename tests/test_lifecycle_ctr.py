@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.helpers import ctr, leftovers, need_ctr
+from helpers import ctr, leftovers, need_ctr
 
 pytestmark = pytest.mark.ctr
 
