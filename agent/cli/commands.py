@@ -152,7 +152,28 @@ async def _events(args: argparse.Namespace) -> int:
     return 0
 
 
+def _supervisor_stop(args: argparse.Namespace) -> int:
+    from agent.runtime.native import supervisor
+
+    state = os.path.join(args.state, "io.containerd.runtime.v2.native")
+    try:
+        stopped = supervisor.shutdown_sync(supervisor.socket_path(state), force=args.force)
+    except supervisor.SupervisorError as e:
+        print(f"taskagent: {e.message} (use --force to kill them)", file=sys.stderr)
+        return 1
+    print("supervisor stopped" if stopped else f"no supervisor is running for {state}")
+    return 0
+
+
 def add_client_commands(sub: argparse._SubParsersAction) -> None:
+    sv = sub.add_parser("supervisor", help="the host's native supervisor")
+    sv_sub = sv.add_subparsers(dest="supervisor_command", required=True)
+    sv_stop = sv_sub.add_parser("stop", help="stop it (with --force: and every container it holds)")
+    sv_stop.add_argument("--state", default=config.DEFAULT_STATE, help="the agent's state directory")
+    sv_stop.add_argument("--force", action="store_true",
+                         help="kill the containers it holds (otherwise it refuses while any run)")
+    sv_stop.set_defaults(func=_supervisor_stop)
+
     run = sub.add_parser("run", help="run a container from a rootfs directory")
     _common(run)
     run.add_argument("--rootfs", required=True, help="root filesystem directory")
