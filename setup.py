@@ -32,6 +32,11 @@ def _c_sources(folder):
     return sorted(glob.glob(os.path.join("_native", folder, "*.c")))
 
 
+# Extension name -> our C sources for it (cythonize makes new Extension objects, so this
+# cannot ride on the extension itself).
+STRICT_SOURCES: dict[str, list[str]] = {}
+
+
 def _extensions():
     only = _only()
     exts = []
@@ -44,8 +49,8 @@ def _extensions():
             sources=[pyx],
             include_dirs=INCLUDE + [f"_native/{name}"],
         )
-        # Our C sources ride along and are compiled separately with strict flags.
-        ext.strict_sources = _c_sources(name) + _c_sources("common")
+        # Our C sources are compiled separately with strict flags and linked in.
+        STRICT_SOURCES[ext.name] = _c_sources(name) + _c_sources("common")
         exts.append(ext)
     return cythonize(exts, language_level=3, compiler_directives={"boundscheck": False})
 
@@ -54,7 +59,7 @@ class BuildNative(build_ext):
     """build_ext that compiles our C strictly and also links the supervisor executable."""
 
     def build_extension(self, ext):
-        strict = getattr(ext, "strict_sources", [])
+        strict = STRICT_SOURCES.get(ext.name, [])
         if strict:
             objects = self.compiler.compile(
                 strict,

@@ -67,6 +67,7 @@ class AgentServer:
         await self._stop.wait()
 
     async def stop(self) -> None:
+        started = self.grpc_server is not None
         if self.grpc_server is not None:
             await self.grpc_server.stop(grace=1.0)
             # Only the agent that bound the socket removes it.
@@ -79,7 +80,8 @@ class AgentServer:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
-        log.info("stopped")
+        if started:
+            log.info("stopped")
 
 
 async def serve(config: Config) -> None:
