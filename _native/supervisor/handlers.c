@@ -572,12 +572,10 @@ void handle_sync(struct proc *p)
             if (p->exec_error) {
                 settle(p, p->exec_error_code, p->exec_error);
             } else if (p->pending == P_START || p->pending == P_EXEC) {
-                if (p->reaped) {
-                    settle(p, ECHILD, "the process exited before it could exec");
-                } else {
-                    p->state = SV_STATE_RUNNING;
-                    settle(p, 0, NULL);
-                }
+                /* EOF without an error: exec closed the socket (CLOEXEC). The process may
+                 * already have exited too; that exit is reported after this answer. */
+                p->state = SV_STATE_RUNNING;
+                settle(p, 0, NULL);
             } else if (p->pending == P_CREATE) {
                 settle(p, ECHILD, "the container init exited during setup");
                 p->spawn_failed = 1;
