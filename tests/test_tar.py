@@ -11,6 +11,7 @@ import shutil
 import socket
 import stat
 import subprocess
+import sys
 import tarfile
 import tempfile
 import threading
@@ -738,3 +739,52 @@ def test_dir_and_stream_fds_are_accepted(tmp_path):
         os.close(sfd)
         os.close(dfd)
     assert (dst / "f").read_bytes() == b"by fd"
+
+
+def test_diff_skips_the_archive_when_it_is_inside_the_tree(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"f")
+    with open(src / "self.tar", "wb") as f:
+        tar.diff(src, f)
+    with tarfile.open(src / "self.tar") as tf:
+        assert tf.getnames() == ["f"]
+
+
+@needs_root
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare(1)")
+def test_mount_point_inside_the_target_is_not_crossed(work):
+    """A bind mount of the canary inside the target, in a private mount namespace."""
+    target, canary = work / "target", work / "canary"
+    (target / "m").mkdir()
+    archive = work / "a.tar"
+    archive.write_bytes(make_tar([("file", "m/pwned", b"x")]))
+    script = (
+        "import errno, sys\n"
+        "from agent.native import tar\n"
+        "try:\n"
+        f"    tar.apply(open({str(archive)!r}, 'rb'), {str(target)!r})\n"
+        "except tar.TarError as e:\n"
+        "    print(e.errno == errno.EPERM and 'mount point' in e.strerror)\n"
+    )
+    before = snapshot(work, skip=target)
+    proc = subprocess.run(
+        [
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            f'mount --bind "{canary}" "{target}/m" && exec "$0" -c "$1"',
+            sys.executable,
+            script,
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "True"
+    assert snapshot(work, skip=target) == before

@@ -30,9 +30,10 @@ struct tar_counts {
 int tar_diff(int dirfd, int out_fd, struct tar_counts *counts, struct nerr *e);
 
 /* Extract the archive read from in_fd (a pipe is fine: no seeking) under dirfd. Each entry's
- * parent is resolved with openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS): a path that would
- * leave the target through `..` or a symlink is refused, never clamped. On error extraction
- * stops and what was extracted so far stays in the target; nothing outside it is touched. */
+ * parent is resolved with openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV):
+ * a path that would leave the target through `..`, a symlink or a mount point is refused, never
+ * clamped (see tar_beneath.h). On error extraction stops and what was extracted so far stays in
+ * the target; nothing outside it is touched. */
 int tar_apply(int in_fd, int dirfd, struct tar_counts *counts, struct nerr *e);
 
 #endif

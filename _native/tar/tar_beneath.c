@@ -46,7 +46,7 @@ static int open_beneath(int dirfd, const char *path, int flags, struct nerr *e)
 {
     struct open_how how = {
         .flags = (unsigned long long)(flags | O_CLOEXEC),
-        .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
     };
     for (int tries = 0;; tries++) {
         long fd = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
@@ -56,8 +56,8 @@ static int open_beneath(int dirfd, const char *path, int flags, struct nerr *e)
         if (errno == EINTR || (errno == EAGAIN && tries < 32))
             continue;
         if (errno == EXDEV)
-            return nerr_set(e, EPERM, "%.200s: leads outside the target through a symlink; "
-                            "refused", path);
+            return nerr_set(e, EPERM, "%.200s: leads outside the target through a symlink "
+                            "or a mount point; refused", path);
         if (errno == ENOSYS)
             return nerr_set(e, ENOSYS, "openat2 is not available (Linux 5.6 or later is "
                             "needed to extract safely)");

@@ -1,13 +1,14 @@
 /* Archive names made safe, and resolved strictly inside the extraction target.
  *
  * Names are cleaned first (no absolute names, no `..`, shorter than PATH_MAX). Every path is
- * then resolved with openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS) relative to the target:
- * a symlink on the way that points outside (absolute, or `..` past the target) makes the kernel
- * fail with EXDEV, which we report as a refusal (EPERM). We refuse rather than clamp
- * (RESOLVE_IN_ROOT) because an archive that writes through such a link is hostile or broken,
- * and silently redirecting its writes would hide that. Symlinks that stay inside are followed.
- * Only parents are resolved this way; the final component is always created or changed with
- * *at calls that do not follow it. */
+ * then resolved with openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)
+ * relative to the target: a symlink on the way that points outside (absolute, or `..` past the
+ * target), or a mount point (a bind mount could lead anywhere), makes the kernel fail with
+ * EXDEV, which we report as a refusal (EPERM). We refuse rather than clamp (RESOLVE_IN_ROOT)
+ * because an archive that writes through such a link is hostile or broken, and silently
+ * redirecting its writes would hide that. Symlinks that stay inside are followed. Only parents
+ * are resolved this way; the final component is always created or changed with *at calls that
+ * do not follow it. */
 #ifndef TASKAGENT_TAR_BENEATH_H
 #define TASKAGENT_TAR_BENEATH_H
 

@@ -8,11 +8,12 @@ nanosecond times and xattrs as `SCHILY.xattr.<name>` records. `apply` also reads
 format (long names as 'L'/'K' entries).
 
 Safety of `apply`: nothing is ever written outside `dest_dir`. Absolute names, `..` components,
-paths through a symlink that leaves the target (resolved with openat2 RESOLVE_BENEATH, so such
-archives are refused rather than clamped), hardlinks to anything but a regular file inside the
-target, device nodes, names of PATH_MAX bytes or more, bad checksums and truncated streams all
-raise `TarError` naming the entry. FIFOs are extracted. On an error, extraction stops and what
-was extracted before it stays in `dest_dir`: the caller owns that directory and removes it.
+paths through a symlink that leaves the target or through a mount point inside it (resolved with
+openat2 RESOLVE_BENEATH | RESOLVE_NO_XDEV, so such archives are refused rather than clamped),
+hardlinks to anything but a regular file inside the target, device nodes, names of PATH_MAX
+bytes or more, bad checksums and truncated streams all raise `TarError` naming the entry. FIFOs
+are extracted. On an error, extraction stops and what was extracted before it stays in
+`dest_dir`: the caller owns that directory and removes it.
 """
 
 from __future__ import annotations
