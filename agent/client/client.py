@@ -20,11 +20,13 @@ from agent.api.containerd.services.namespaces.v1 import namespace_pb2_grpc
 from agent.api.containerd.services.tasks.v1 import tasks_pb2 as tpb
 from agent.api.containerd.services.tasks.v1 import tasks_pb2_grpc as tgrpc
 from agent.api.containerd.services.version.v1 import version_pb2_grpc
+from agent.api.runc import options_pb2
 
 SPEC_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
 PROCESS_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process"
 RESOURCES_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources"
 DEFAULT_RUNTIME = "io.containerd.runc.v2"
+RUNC_OPTIONS_URL = "containerd.runc.v1.Options"
 MAX_MESSAGE = 16 << 20
 
 
@@ -62,9 +64,15 @@ class Client:
 
     async def create_container(self, container_id: str, spec: dict[str, Any],
                                runtime: str = DEFAULT_RUNTIME,
-                               labels: dict[str, str] | None = None) -> cpb.Container:
+                               labels: dict[str, str] | None = None,
+                               runc_root: str = "") -> cpb.Container:
+        """runc_root sets runc's state root in the runtime options (containerd + runc only;
+        our runtime has no use for it), so several containerd instances stay apart."""
         c = cpb.Container(id=container_id, labels=labels or {})
         c.runtime.name = runtime
+        c.runtime.options.type_url = RUNC_OPTIONS_URL
+        if runc_root:
+            c.runtime.options.value = options_pb2.Options(root=runc_root).SerializeToString()
         c.spec.type_url = SPEC_TYPE_URL
         c.spec.value = orjson.dumps(spec)
         resp = await self.containers.Create(cpb.CreateContainerRequest(container=c),

@@ -13,6 +13,7 @@ from agent import builtins, plugin
 from agent.config import Config
 from agent.server import listen
 from agent.server.interceptor import RequestInterceptor
+from agent.server.prometheus import PrometheusServer
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ class AgentServer:
         self.grpc_server: grpc.aio.Server | None = None
         self._stop = asyncio.Event()
         self._lock_fd: int | None = None
+        self.prometheus: PrometheusServer | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -58,6 +60,12 @@ class AgentServer:
         await server.start()
         listen.secure_socket(cfg.address, cfg.gid)
         self.grpc_server = server
+        if cfg.metrics_address:
+            # Plugins that have figures for Prometheus offer a `prometheus_lines` method.
+            collectors = [p.instance.prometheus_lines for p in self.plugins.ordered
+                          if p.error is None and hasattr(p.instance, "prometheus_lines")]
+            self.prometheus = PrometheusServer(cfg.metrics_address, collectors)
+            await self.prometheus.start()
         log.info("serving on %s", cfg.address)
 
     def request_stop(self) -> None:
@@ -68,6 +76,8 @@ class AgentServer:
 
     async def stop(self) -> None:
         started = self.grpc_server is not None
+        if self.prometheus is not None:
+            await self.prometheus.stop()
         if self.grpc_server is not None:
             await self.grpc_server.stop(grace=1.0)
             # Only the agent that bound the socket removes it.

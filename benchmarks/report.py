@@ -1,0 +1,149 @@
+"""Turning results.json into the table (medians, ratios, targets) and the plots."""
+
+from __future__ import annotations
+
+import os
+import re
+
+OURS, REF = "taskagent", "containerd"
+README = os.path.join(os.path.dirname(__file__), "README.md")
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def _fmt(v, unit=""):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        v = f"{v:.3f}" if v < 10 else f"{v:.1f}"
+    return f"{v}{unit}"
+
+
+def _ratio(ref, ours, higher_is_better=False):
+    if ref is None or ours in (None, 0) or ref == 0:
+        return None
+    return ours / ref if higher_is_better else ref / ours
+
+
+def _verdict(ok):
+    return "" if ok is None else ("met" if ok else "**missed**")
+
+
+def rows(data: dict) -> list[list[str]]:
+    r = data["results"]
+    out = []
+
+    def add(name, ours, ref, unit, ratio, target, ok, agent=None):
+        out.append([name, _fmt(ours, unit), _fmt(ref, unit),
+                    "-" if ratio is None else f"{ratio:.1f}x", _fmt(agent, " ms"), target, _verdict(ok)])
+
+    if "floor" in r:
+        s = r["floor"]["summary"]
+        add("transport floor: one Version call, p50", s[OURS]["p50_ms"], s.get(REF, {}).get("p50_ms"),
+            " ms", None, "(reference)", None, r["floor"].get("agent_handling_total_mean_ms"))
+    if "lifecycle" in r:
+        s = r["lifecycle"]["summary"]
+        ref = s.get(REF, {})
+        ratio = _ratio(ref.get("p50_ms"), s[OURS]["p50_ms"])
+        agent = r["lifecycle"].get("agent_handling_total_mean_ms")
+        add("lifecycle (6 calls), p50", s[OURS]["p50_ms"], ref.get("p50_ms"), " ms", ratio,
+            ">= 15x; agent <= 3 ms", None if ratio is None else (ratio >= 15 and agent <= 3), agent)
+        add("lifecycle (6 calls), p99", s[OURS]["p99_ms"], ref.get("p99_ms"), " ms",
+            _ratio(ref.get("p99_ms"), s[OURS]["p99_ms"]), "", None)
+    if "throughput" in r:
+        for n, per in r["throughput"].items():
+            ours = per[OURS]["per_second"]
+            ref = per.get(REF, {}).get("per_second")
+            add(f"lifecycles/s, {n} clients", ours, ref, "/s", _ratio(ref, ours, True),
+                ">= 400/s" if n == "8" else "", (ours >= 400) if n == "8" else None)
+    if "exit_to_wait" in r:
+        s = r["exit_to_wait"]["summary"]
+        add("exit -> Wait answer, p50", s[OURS]["p50_ms"], s.get(REF, {}).get("p50_ms"), " ms",
+            _ratio(s.get(REF, {}).get("p50_ms"), s[OURS]["p50_ms"]), "<= 0.2 ms",
+            s[OURS]["p50_ms"] <= 0.2)
+    if "exec" in r:
+        s = r["exec"]["summary"]
+        ratio = _ratio(s.get(REF, {}).get("p50_ms"), s[OURS]["p50_ms"])
+        agent = r["exec"].get("agent_handling_total_mean_ms")
+        add("exec /bin/true (4 calls), p50", s[OURS]["p50_ms"], s.get(REF, {}).get("p50_ms"),
+            " ms", ratio, ">= 8x; agent <= 1.5 ms",
+            None if ratio is None else (ratio >= 8 and agent <= 1.5), agent)
+    if "pause_resume" in r:
+        s = r["pause_resume"]["summary"]
+        ratio = _ratio(s.get(REF, {}).get("p50_ms"), s[OURS]["p50_ms"])
+        agent = r["pause_resume"].get("agent_handling_total_mean_ms")
+        add("pause + resume, p50", s[OURS]["p50_ms"], s.get(REF, {}).get("p50_ms"), " ms", ratio,
+            ">= 10x; agent <= 0.5 ms", None if ratio is None else (ratio >= 10 and agent <= 0.5),
+            agent)
+    for extra in data.get("extra_rows", []):
+        out.append(extra)
+    return out
+
+
+def table(data: dict) -> str:
+    m = data["machine"]
+    head = (f"Machine: {m['cores']} cores, Linux {m['kernel']}, cgroups {m['cgroup']}, "
+            f"Python {m['python']}, grpcio {m['grpcio']}, {m['containerd']}, "
+            f"runc {m['runc'].split()[-1] if m['runc'] else '-'}; {m['date']}"
+            + (" (quick run)" if data.get("quick") else ""))
+    lines = [head, "", "| scenario | taskagent | containerd + runc | ratio | agent handling |"
+             " target | |", "|---|---|---|---|---|---|---|"]
+    for row in rows(data):
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def update_readme(text: str, data: dict) -> None:
+    with open(README) as f:
+        content = f.read()
+    block = f"{BEGIN}\n{text}\n{END}"
+    if BEGIN in content:
+        content = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _m: block, content,
+                         flags=re.S)
+    else:
+        content += "\n" + block + "\n"
+    with open(README, "w") as f:
+        f.write(content)
+
+
+def plots(data: dict, out: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plots (pip install '.[bench]')")
+        return
+    r = data["results"]
+    for key, title in (("lifecycle", "Full lifecycle latency"), ("exec", "Exec latency"),
+                       ("pause_resume", "Pause + resume latency"), ("floor", "One gRPC call"),
+                       ("exit_to_wait", "Exit to Wait answer")):
+        if key not in r:
+            continue
+        fig, ax = plt.subplots(figsize=(7, 4))
+        samples = r[key]["samples_s"]
+        names = [n for n in (OURS, REF) if n in samples]
+        ax.boxplot([[s * 1000 for s in samples[n]] for n in names], labels=names, showfliers=True)
+        ax.set_yscale("log")
+        ax.set_ylabel("ms (log scale)")
+        ax.set_title(title)
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, f"{key}.png"), dpi=100)
+        plt.close(fig)
+    if "throughput" in r:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        ns = sorted(r["throughput"], key=int)
+        for name in (OURS, REF):
+            ys = [r["throughput"][n].get(name, {}).get("per_second") for n in ns]
+            if all(y is not None for y in ys):
+                ax.plot([int(n) for n in ns], ys, marker="o", label=name)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("concurrent clients")
+        ax.set_ylabel("lifecycles per second")
+        ax.legend()
+        ax.set_title("Throughput")
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, "throughput.png"), dpi=100)
+        plt.close(fig)
+    for name, fig_fn in data.get("extra_plots", {}).items():
+        del name, fig_fn

@@ -1,0 +1,267 @@
+"""The benchmark harness: every scenario against our agent and, when Debian's containerd and
+runc are installed, against containerd + runc in the same run, alternating between them,
+through the same Python client.
+
+    python -m benchmarks.run [--quick] [--only a,b] [--out DIR] [--readme]
+
+Writes DIR/results.json (figures + machine description), DIR/*.png (plots, when matplotlib is
+installed) and, with --readme, the table in benchmarks/README.md."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+from agent.client import Client
+from benchmarks import daemons, report, scenarios, stats
+from benchmarks.scenarios import NS
+
+QUICK = {"lifecycle_rounds": 40, "floor_rounds": 200, "throughput_seconds": 3.0,
+         "exec_rounds": 40, "pause_rounds": 40, "exit_rounds": 20}
+FULL = {"lifecycle_rounds": 200, "floor_rounds": 2000, "throughput_seconds": 10.0,
+        "exec_rounds": 200, "pause_rounds": 200, "exit_rounds": 100}
+
+
+def progress(msg: str) -> None:
+    print(f"\r\033[K[bench] {msg}", end="", file=sys.stderr, flush=True)
+
+
+def machine() -> dict:
+    def version(cmd: list[str]) -> str:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.split(
+                "\n")[0].strip()
+        except OSError:
+            return "not installed"
+
+    import grpc
+
+    import agent
+
+    cgroup = "v2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else (
+        "hybrid (v1 controllers + v2 tree)" if os.path.isdir("/sys/fs/cgroup/unified") else "v1")
+    return {
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "cgroup": cgroup,
+        "python": platform.python_version(),
+        "grpcio": grpc.__version__,
+        "taskagent": agent.__version__,
+        "containerd": version(["containerd", "--version"]),
+        "runc": version(["runc", "--version"]),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+class Bench:
+    def __init__(self, cfg: dict, rootfs: str, ours: daemons.OurAgent,
+                 reference: daemons.Containerd | None):
+        self.cfg = cfg
+        self.rootfs = rootfs
+        self.ours = ours
+        self.reference = reference
+        self.results: dict = {}
+
+    def targets(self):
+        out = [self.ours]
+        if self.reference is not None:
+            out.append(self.reference)
+        return out
+
+    async def timed_rounds(self, name: str, rounds: int, call, methods: list[str]) -> dict:
+        """Run `call(client, daemon, i)` alternately on each daemon in blocks of 10."""
+        samples = {d.name: [] for d in self.targets()}
+        handling = None
+        clients = {d.name: Client(d.address, NS) for d in self.targets()}
+        try:
+            before = self.ours.scrape()
+            done = 0
+            while done < rounds:
+                block = min(10, rounds - done)
+                for d in self.targets():
+                    for i in range(done, done + block):
+                        samples[d.name].append(await call(clients[d.name], d, i))
+                done += block
+                progress(f"{name}: {done}/{rounds}")
+            handling = stats.handling(before, self.ours.scrape(), methods)
+        finally:
+            for c in clients.values():
+                await c.close()
+        out = {"samples_s": samples, "summary": {k: stats.summary_ms(v) for k, v in samples.items()}}
+        if handling:
+            out["agent_handling"] = handling
+            out["agent_handling_total_mean_ms"] = sum(h["mean_ms"] for h in handling.values())
+        return out
+
+    async def lifecycle(self) -> None:
+        async def call(client, d, i):
+            return await scenarios.lifecycle(client, f"lc-{i}", self.rootfs, d.runtime_root())
+
+        self.results["lifecycle"] = await self.timed_rounds(
+            "lifecycle", self.cfg["lifecycle_rounds"], call, scenarios.LIFECYCLE_METHODS)
+
+    async def floor(self) -> None:
+        async def call(client, d, i):
+            return await scenarios.floor_call(client)
+
+        self.results["floor"] = await self.timed_rounds(
+            "transport floor (Version)", self.cfg["floor_rounds"], call, [scenarios.FLOOR_METHOD])
+
+    async def exec(self) -> None:
+        clients = {d.name: Client(d.address, NS) for d in self.targets()}
+        try:
+            for d in self.targets():
+                await scenarios.start_sleeper(clients[d.name], "exec-host", self.rootfs,
+                                              d.runtime_root())
+
+            async def call(client, d, i):
+                return await scenarios.exec_once(client, "exec-host", f"x{i}")
+
+            self.results["exec"] = await self.timed_rounds(
+                "exec", self.cfg["exec_rounds"], call, scenarios.EXEC_METHODS)
+        finally:
+            for d in self.targets():
+                await scenarios.stop_and_remove(clients[d.name], "exec-host")
+                await clients[d.name].close()
+
+    async def pause(self) -> None:
+        clients = {d.name: Client(d.address, NS) for d in self.targets()}
+        try:
+            for d in self.targets():
+                await scenarios.start_sleeper(clients[d.name], "pause-host", self.rootfs,
+                                              d.runtime_root())
+
+            async def call(client, d, i):
+                return await scenarios.pause_resume(client, "pause-host")
+
+            self.results["pause_resume"] = await self.timed_rounds(
+                "pause+resume", self.cfg["pause_rounds"], call, scenarios.PAUSE_METHODS)
+        finally:
+            for d in self.targets():
+                await scenarios.stop_and_remove(clients[d.name], "pause-host")
+                await clients[d.name].close()
+
+    async def exit_wait(self) -> None:
+        async def call(client, d, i):
+            return await scenarios.exit_to_wait(client, f"ew-{i}", self.rootfs, d.runtime_root())
+
+        self.results["exit_to_wait"] = await self.timed_rounds(
+            "exit -> wait", self.cfg["exit_rounds"], call, [])
+
+    def throughput(self) -> None:
+        out: dict = {}
+        for n in (1, 8, 32):
+            for d in self.targets():
+                progress(f"throughput: {n} clients on {d.name}")
+                out.setdefault(str(n), {})[d.name] = _throughput(
+                    d.address, self.rootfs, d.runtime_root(), n, self.cfg["throughput_seconds"])
+        self.results["throughput"] = out
+
+
+def _throughput(address: str, rootfs: str, runc_root: str, clients: int, seconds: float) -> dict:
+    """Lifecycles per second with `clients` concurrent clients, spread over processes so the
+    client side is not the bottleneck of one Python interpreter."""
+    procs = min(clients, 4)
+    per = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
+    ctx = multiprocessing.get_context("spawn")
+    deadline = time.time() + 2.0 + procs * 0.5  # all workers start timing together
+    with ctx.Pool(procs) as pool:
+        results = pool.starmap(_throughput_worker, [
+            (address, rootfs, runc_root, k, seconds, deadline, f"t{clients}p{i}")
+            for i, k in enumerate(per)])
+    count = sum(r[0] for r in results)
+    errors = sum(r[1] for r in results)
+    return {"lifecycles": count, "errors": errors, "seconds": seconds,
+            "per_second": count / seconds}
+
+
+def _throughput_worker(address, rootfs, runc_root, k, seconds, deadline, prefix):
+    async def main():
+        client = Client(address, NS)
+        done = errors = 0
+        await asyncio.sleep(max(0.0, deadline - time.time()))
+        end = time.time() + seconds
+
+        async def worker(w):
+            nonlocal done, errors
+            i = 0
+            while time.time() < end:
+                try:
+                    await scenarios.lifecycle(client, f"{prefix}w{w}i{i}", rootfs, runc_root)
+                    done += 1
+                except Exception:
+                    errors += 1
+                i += 1
+
+        await asyncio.gather(*(worker(w) for w in range(k)))
+        await client.close()
+        return done, errors
+
+    return asyncio.run(main())
+
+
+SCENARIOS = ["floor", "lifecycle", "throughput", "exit_wait", "exec", "pause"]
+
+
+async def _main(args: argparse.Namespace) -> dict:
+    cfg = dict(QUICK if args.quick else FULL)
+    only = set(args.only.split(",")) if args.only else set(SCENARIOS)
+    base = tempfile.mkdtemp(prefix="bench-")
+    rootfs = daemons.make_rootfs(base)
+    ours = daemons.OurAgent().start()
+    reference = daemons.Containerd().start() if daemons.Containerd.available() else None
+    bench = Bench(cfg, rootfs, ours, reference)
+    try:
+        for name in SCENARIOS:
+            if name not in only:
+                continue
+            fn = getattr(bench, name)
+            result = fn()
+            if asyncio.iscoroutine(result):
+                await result
+        return {"machine": machine(), "quick": args.quick, "config": cfg,
+                "reference": reference is not None, "results": bench.results}
+    finally:
+        progress("stopping daemons\n")
+        ours.stop()
+        ours.cleanup()
+        if reference is not None:
+            reference.stop()
+            reference.cleanup()
+        import shutil
+
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="a first look in about a minute")
+    p.add_argument("--only", help="comma-separated scenarios: " + ",".join(SCENARIOS))
+    p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    p.add_argument("--readme", action="store_true", help="rewrite the table in benchmarks/README.md")
+    args = p.parse_args()
+    if os.geteuid() != 0:
+        print("benchmarks need root (both daemons make namespaces and cgroups)", file=sys.stderr)
+        return 1
+    data = asyncio.run(_main(args))
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(data, f, indent=1)
+    report.plots(data, args.out)
+    table = report.table(data)
+    print(table)
+    if args.readme:
+        report.update_readme(table, data)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
