@@ -788,3 +788,24 @@ def test_mount_point_inside_the_target_is_not_crossed(work):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "True"
     assert snapshot(work, skip=target) == before
+
+
+def test_refused_entries_create_nothing_not_even_parents(work):
+    target = work / "target"
+    odd = io.BytesIO()
+    with tarfile.open(fileobj=odd, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        ti = tarfile.TarInfo("x/y/volume")
+        ti.type = b"V"  # a GNU volume label: not something we extract
+        tf.addfile(ti)
+    cases = [
+        (make_tar([("link", "x/y/h", "/etc/passwd")]), errno.EPERM),
+        (make_tar([("chr", "x/y/null", None)]), errno.EPERM),
+        (make_tar([("sym", "x/y/s", "t" * 5000)]), errno.ENAMETOOLONG),
+        (odd.getvalue(), errno.ENOTSUP),
+    ]
+    for archive, want in cases:
+        with pytest.raises(TarError) as info:
+            apply_bytes(archive, target)
+        assert info.value.errno == want
+        assert 'entry "x/y/' in info.value.strerror
+        assert os.listdir(target) == []

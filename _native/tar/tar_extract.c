@@ -180,11 +180,6 @@ static int set_meta_at(struct extractor *x, const struct tar_entry *ent, int par
 static int make_symlink(struct extractor *x, const struct tar_entry *ent, int parent,
                         const char *base, struct nerr *e)
 {
-    /* The target is data: it may point anywhere, since nothing is ever written through it. */
-    if (!ent->linkraw[0])
-        return nerr_set(e, EINVAL, "symlink with an empty target");
-    if (strnlen(ent->linkraw, PATH_MAX) >= PATH_MAX)
-        return nerr_set(e, ENAMETOOLONG, "symlink target of PATH_MAX bytes or more refused");
     if (symlinkat(ent->linkraw, parent, base) < 0) {
         if (errno != EEXIST)
             return nerr_sys(e, errno, "symlinkat");
@@ -212,16 +207,22 @@ static int make_fifo(struct extractor *x, const struct tar_entry *ent, int paren
 
 /* A hardlink may only point at a regular file inside the target: its name is cleaned like any
  * other, its parent resolved beneath the target, and the link itself is not followed. */
-static int make_hardlink(struct extractor *x, const struct tar_entry *ent, size_t len,
-                         int parent, const char *base, struct nerr *e)
+static int clean_link(struct extractor *x, const struct tar_entry *ent, struct nerr *e)
 {
-    struct stat st;
     int llen = tar_clean_name(ent->linkraw, x->link, e);
     if (llen < 0)
         return nerr_wrap(e, "hardlink target \"%.100s\"", ent->linkraw);
     if (llen == 0)
         return nerr_set(e, EPERM, "hardlink to the target directory refused");
-    if ((size_t)llen == len && memcmp(x->link, x->name, len) == 0)
+    return llen;
+}
+
+/* x->link holds the cleaned target name (llen bytes), checked before anything was created. */
+static int make_hardlink(struct extractor *x, const struct tar_entry *ent, size_t len,
+                         size_t llen, int parent, const char *base, struct nerr *e)
+{
+    struct stat st;
+    if (llen == len && memcmp(x->link, x->name, len) == 0)
         return 0; /* a link to itself: already there */
     char *slash = strrchr(x->link, '/');
     const char *lbase = slash ? slash + 1 : x->link;
@@ -258,15 +259,36 @@ int extract_entry(struct extractor *x, const struct tar_entry *ent, struct tar_i
                   struct nerr *e)
 {
     const char *base;
-    int len, parent, r;
+    int len, llen = 0, parent, r;
 
-    if (ent->type == TAR_CHR || ent->type == TAR_BLK)
+    /* Everything that can be refused is refused before anything is created. */
+    switch (ent->type) {
+    case TAR_CHR:
+    case TAR_BLK:
         return nerr_set(e, EPERM, "device node refused");
+    case TAR_REG:
+    case TAR_AREG:
+    case TAR_CONT:
+    case TAR_SYM:
+    case TAR_LNK:
+    case TAR_FIFO:
+    case TAR_DIR:
+        break;
+    default:
+        return nerr_set(e, ENOTSUP, "entry type '%c' is not supported", ent->type);
+    }
     len = tar_clean_name(ent->raw, x->name, e);
     if (len < 0)
         return -1;
     if (len == 0 && ent->type != TAR_DIR)
         return nerr_set(e, EPERM, "only a directory may name the target itself");
+    if (ent->type == TAR_LNK && (llen = clean_link(x, ent, e)) < 0)
+        return -1;
+    /* A symlink's target is data: it may point anywhere, since nothing is written through it. */
+    if (ent->type == TAR_SYM && !ent->linkraw[0])
+        return nerr_set(e, EINVAL, "symlink with an empty target");
+    if (ent->type == TAR_SYM && strnlen(ent->linkraw, PATH_MAX) >= PATH_MAX)
+        return nerr_set(e, ENAMETOOLONG, "symlink target of PATH_MAX bytes or more refused");
     x->removed = 0;
     if (ent->type == TAR_DIR) {
         r = make_dir(x, ent, (size_t)len, e);
@@ -285,14 +307,11 @@ int extract_entry(struct extractor *x, const struct tar_entry *ent, struct tar_i
         r = make_symlink(x, ent, parent, base, e);
         break;
     case TAR_LNK:
-        r = make_hardlink(x, ent, (size_t)len, parent, base, e);
+        r = make_hardlink(x, ent, (size_t)len, (size_t)llen, parent, base, e);
         break;
-    case TAR_FIFO:
+    default: /* TAR_FIFO; the other types were turned away above */
         /* Allowed: a FIFO is harmless until someone opens it, and containers use them. */
         r = make_fifo(x, ent, parent, base, e);
-        break;
-    default:
-        r = nerr_set(e, ENOTSUP, "entry type '%c' is not supported", ent->type);
         break;
     }
 out:
