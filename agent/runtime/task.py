@@ -152,3 +152,6 @@ class TaskMonitor:
 
     def stop(self, task: Task) -> None:
         pass
+
+    def before_exit(self, task: Task) -> None:
+        """Called as a task's init exits, before its exit is published."""

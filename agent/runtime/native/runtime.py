@@ -35,6 +35,8 @@ class NativeRuntime(PlatformRuntime):
         self.supervisor = supervisor
         self._tasks: dict[tuple[str, str], NativeTask] = {}
         self._by_key: dict[str, NativeTask] = {}
+        # Called with a task as its init exits, before `/tasks/exit` (the OOM monitor).
+        self.exit_hooks: list = []
         supervisor.on_exit = self._on_exit
 
     def publish(self, namespace: str, topic: str, event: Any) -> None:

@@ -173,6 +173,9 @@ class NativeTask(NativeProcess, Task):
         return pid
 
     def on_exit(self, exit: Exit, publish: bool = True) -> None:
+        if self.exit is None and not self._starting:
+            for hook in self.runtime.exit_hooks:
+                hook(self)
         super().on_exit(exit, publish=publish and not self.start_failed)
 
     def exited(self) -> None:
