@@ -84,6 +84,16 @@ class TasksLocal:
             seen.extend(rt.tasks(ns))
         return seen
 
+    def prometheus_lines(self):
+        counts: dict[str, int] = {}
+        for task in self.all_tasks(None):
+            name = types.Status.Name(int(task.state().status)).lower()
+            counts[name] = counts.get(name, 0) + 1
+        yield "# HELP taskagent_tasks Tasks by state."
+        yield "# TYPE taskagent_tasks gauge"
+        for name in ("created", "running", "paused", "pausing", "stopped"):
+            yield f'taskagent_tasks{{state="{name}"}} {counts.get(name, 0)}'
+
     # -- the lifecycle ---------------------------------------------------------------------------
 
     async def create(self, ns: str, r: api.CreateTaskRequest) -> api.CreateTaskResponse:
@@ -219,6 +229,9 @@ async def _init(ic: plugin.InitContext) -> TasksLocal:
     for rt in runtimes.values():
         named[rt.id] = rt  # also reachable by its full name, io.containerd.runtime.v2.native
     local = TasksLocal(named, runtimes[DEFAULT_RUNTIME], metadata.containers, monitor)
+    for rt in runtimes.values():
+        if hasattr(rt, "exit_hooks"):
+            rt.exit_hooks.append(monitor.before_exit)
     for task in local.all_tasks(None):
         monitor.monitor(task, None)  # tasks that survived a restart are watched again
     return local
