@@ -127,8 +127,8 @@ class Cgroup(ABC):
     def memory_usage(self) -> int: ...
 
     @abstractmethod
-    def stat_dirs(self) -> dict[str, str]:
-        """Directories the stats reader looks in, by controller."""
+    def stat_dirs(self) -> dict[str, str] | str:
+        """What the stats reader reads: v1, a directory per controller; v2, the directory."""
 
     async def freeze(self, timeout: float = FREEZE_TIMEOUT) -> None:
         """Freeze every process; a freeze that does not finish in time is undone."""

@@ -153,8 +153,8 @@ class V2Cgroup(Cgroup):
         except FileNotFoundError:
             pass
 
-    def stat_dirs(self) -> dict[str, str]:
-        return {"unified": self.dir}
+    def stat_dirs(self) -> str:
+        return self.dir
 
     def memory_events_path(self) -> str:
         return self._file("memory.events")

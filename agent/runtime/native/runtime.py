@@ -102,6 +102,7 @@ class NativeRuntime(PlatformRuntime):
         # A task being created is reserved at once, so a concurrent Create gets AlreadyExists.
         task = NativeTask(self, namespace, task_id, bundle, self.cgroups.for_task(namespace, task_id),
                           opts.io, spec, rootfs)
+        task.runtime_name = opts.runtime
         self._tasks[(namespace, task_id)] = task
         self._by_key[task.key] = task
         try:

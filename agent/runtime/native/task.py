@@ -143,6 +143,7 @@ class NativeTask(NativeProcess, Task):
         self.created_at_ns = time.time_ns()
         self.start_time = 0
         self.start_failed = False
+        self.runtime_name = ""  # the container's runtime name, for Metrics filters
 
     @property
     def runtime(self) -> "NativeRuntime":
@@ -310,7 +311,7 @@ class NativeTask(NativeProcess, Task):
     async def checkpoint(self, path: str, options: Any) -> None:
         raise FailedPrecondition("checkpoint is not available in this runtime build")
 
-    def stats_dirs(self) -> dict[str, str]:
+    def stats_dirs(self) -> dict[str, str] | str:
         return self.cgroup.stat_dirs()
 
     # -- record --------------------------------------------------------------------------------
