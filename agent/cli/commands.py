@@ -145,6 +145,59 @@ async def _resume(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _update(args: argparse.Namespace) -> int:
+    resources: dict = {}
+    if args.memory is not None:
+        resources.setdefault("memory", {})["limit"] = args.memory
+    if args.memory_swap is not None:
+        resources.setdefault("memory", {})["swap"] = args.memory_swap
+    for key, value in (("shares", args.cpu_shares), ("quota", args.cpu_quota),
+                       ("period", args.cpu_period), ("cpus", args.cpus)):
+        if value is not None:
+            resources.setdefault("cpu", {})[key] = value
+    if args.pids_limit is not None:
+        resources["pids"] = {"limit": args.pids_limit}
+    if not resources:
+        print("taskagent update: give at least one limit to change", file=sys.stderr)
+        return 2
+    async with _client(args) as client:
+        await client.update(args.id, resources)
+    return 0
+
+
+async def _metrics(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        metrics = await client.metrics([f"id=={args.id}"])
+        if not metrics:
+            print(f"taskagent: no metrics for {args.id}", file=sys.stderr)
+            return 1
+        show.table(["METRIC", "VALUE"], [[k, v] for k, v in show.metric_rows(metrics[0])])
+    return 0
+
+
+async def _top(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        previous: dict[str, tuple[float, float]] = {}
+        while True:
+            rows = []
+            for m in await client.metrics([]):
+                summary = show.metric_summary(m)
+                at = m.timestamp.seconds + m.timestamp.nanos / 1e9
+                cpu = ""
+                if m.id in previous and at > previous[m.id][0]:
+                    used = summary["cpu_seconds"] - previous[m.id][1]
+                    cpu = f"{100 * used / (at - previous[m.id][0]):.1f}%"
+                previous[m.id] = (at, summary["cpu_seconds"])
+                rows.append([m.id, cpu or "-", show.size(summary["memory"]),
+                             show.size(summary["limit"]), summary["pids"]])
+            if not args.once:
+                print("\033[H\033[J", end="")
+            show.table(["TASK", "CPU", "MEMORY", "LIMIT", "PIDS"], sorted(rows))
+            if args.once:
+                return 0
+            await asyncio.sleep(args.interval)
+
+
 async def _events(args: argparse.Namespace) -> int:
     async with _client(args) as client:
         async for env in client.subscribe(args.filters):
@@ -216,6 +269,29 @@ def add_client_commands(sub: argparse._SubParsersAction) -> None:
     kill.add_argument("--all", action="store_true", help="every process of the task")
     kill.add_argument("id")
     kill.set_defaults(func=lambda a: _run_async(_kill(a)))
+
+    update = sub.add_parser("update", help="change a running task's limits")
+    _common(update)
+    update.add_argument("--memory", type=int, help="memory limit in bytes (-1: none)")
+    update.add_argument("--memory-swap", type=int, help="memory plus swap limit in bytes")
+    update.add_argument("--cpu-shares", type=int)
+    update.add_argument("--cpu-quota", type=int, help="microseconds per period (-1: none)")
+    update.add_argument("--cpu-period", type=int, help="microseconds")
+    update.add_argument("--cpus", help="the CPUs it may run on, e.g. 0-1")
+    update.add_argument("--pids-limit", type=int)
+    update.add_argument("id")
+    update.set_defaults(func=lambda a: _run_async(_update(a)))
+
+    metrics = sub.add_parser("metrics", help="a task's cgroup figures")
+    _common(metrics)
+    metrics.add_argument("id")
+    metrics.set_defaults(func=lambda a: _run_async(_metrics(a)))
+
+    top = sub.add_parser("top", help="CPU, memory and processes of every task, refreshed")
+    _common(top)
+    top.add_argument("--interval", type=float, default=2.0)
+    top.add_argument("--once", action="store_true", help="print one table and exit")
+    top.set_defaults(func=lambda a: _run_async(_top(a)))
 
     events = sub.add_parser("events", help="print events as they happen")
     _common(events)

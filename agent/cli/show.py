@@ -55,3 +55,45 @@ def _event_text(any_msg: Any) -> str:
         return json_format.MessageToJson(msg, indent=None)
     except Exception:
         return any_msg.type_url
+
+
+def _decode_metric(m: Any):
+    from agent.api.cgroups.v1 import metrics_pb2 as v1
+    from agent.api.cgroups.v2 import metrics_pb2 as v2
+
+    if m.data.type_url.endswith("cgroups.v1.Metrics"):
+        return 1, v1.Metrics.FromString(m.data.value)
+    return 2, v2.Metrics.FromString(m.data.value)
+
+
+def metric_summary(m: Any) -> dict[str, float]:
+    version, d = _decode_metric(m)
+    if version == 1:
+        return {"memory": d.memory.usage.usage, "limit": d.memory.usage.limit,
+                "cpu_seconds": d.cpu.usage.total / 1e9, "pids": d.pids.current}
+    return {"memory": d.memory.usage, "limit": d.memory.usage_limit,
+            "cpu_seconds": d.cpu.usage_usec / 1e6, "pids": d.pids.current}
+
+
+def metric_rows(m: Any) -> list[tuple[str, Any]]:
+    version, d = _decode_metric(m)
+    if version == 1:
+        return [("memory.usage_in_bytes", d.memory.usage.usage),
+                ("memory.limit_in_bytes", d.memory.usage.limit),
+                ("memory.max_usage_in_bytes", d.memory.usage.max),
+                ("memory.stat.cache", d.memory.cache), ("memory.stat.rss", d.memory.rss),
+                ("cpuacct.usage", d.cpu.usage.total),
+                ("cpuacct.usage_percpu", list(d.cpu.usage.per_cpu)),
+                ("pids.current", d.pids.current), ("pids.limit", d.pids.limit)]
+    return [("memory.current", d.memory.usage), ("memory.max", d.memory.usage_limit),
+            ("memory.swap.current", d.memory.swap_usage), ("cpu.usage_usec", d.cpu.usage_usec),
+            ("cpu.user_usec", d.cpu.user_usec), ("cpu.system_usec", d.cpu.system_usec),
+            ("pids.current", d.pids.current), ("pids.max", d.pids.limit)]
+
+
+def size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024
+    return str(n)

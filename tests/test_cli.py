@@ -1,0 +1,52 @@
+"""The `taskagent` command for people, against a real agent."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def cli(agent, *args: str, input: bytes | None = None, timeout: int = 60):
+    return subprocess.run([sys.executable, "-m", "agent", *args[:1], "-a", agent.address,
+                           "-n", "cli", *args[1:]], capture_output=True, input=input,
+                          timeout=timeout, cwd="/")
+
+
+def test_run_prints_output_and_exits_with_its_code(agent, rootfs):
+    r = cli(agent, "run", "--rm", "--rootfs", rootfs, "r1", "--", "/bin/sh", "-c",
+            "echo out; echo err >&2; exit 4")
+    assert (r.returncode, r.stdout, r.stderr) == (4, b"out\n", b"err\n")
+    r = cli(agent, "run", "--rm", "-i", "--rootfs", rootfs, "r2", "--", "/bin/cat",
+            input=b"piped through\n")
+    assert (r.returncode, r.stdout) == (0, b"piped through\n")
+    assert cli(agent, "ls").stdout.decode().splitlines() == ["TASK    PID    STATUS"]
+
+
+def test_detached_control_commands(agent, rootfs):
+    r = cli(agent, "run", "-d", "--rootfs", rootfs, "d1", "--", "/bin/sleep", "1000")
+    assert r.returncode == 0, r.stderr
+    pid = int(r.stdout)
+    rows = [line.split() for line in cli(agent, "ls").stdout.decode().splitlines()[1:]]
+    assert rows == [["d1", str(pid), "RUNNING"]]
+    assert cli(agent, "pause", "d1").returncode == 0
+    assert cli(agent, "ls").stdout.decode().split()[-1] == "PAUSED"
+    assert cli(agent, "resume", "d1").returncode == 0
+    assert cli(agent, "update", "d1", "--memory", str(64 << 20), "--pids-limit", "20"
+               ).returncode == 0
+    metrics = dict(line.split(None, 1) for line in
+                   cli(agent, "metrics", "d1").stdout.decode().splitlines()[1:])
+    assert int(metrics["memory.limit_in_bytes"]) == 64 << 20
+    assert int(metrics["pids.limit"]) == 20 and int(metrics["pids.current"]) == 1
+    top = cli(agent, "top", "--once").stdout.decode().splitlines()
+    assert top[0].split() == ["TASK", "CPU", "MEMORY", "LIMIT", "PIDS"]
+    assert top[1].split()[0] == "d1" and top[1].split()[3] == "64.0MiB"
+    bad = cli(agent, "update", "d1", "--memory", "-7")
+    assert bad.returncode == 1 and b"invalid_argument" in bad.stderr
+    assert cli(agent, "kill", "-s", "KILL", "d1").returncode == 0
+    deleted = cli(agent, "delete", "d1")
+    for _ in range(50):
+        if deleted.returncode == 0:
+            break
+        deleted = cli(agent, "delete", "d1")
+    assert deleted.stdout == b"d1: exit status 137\n"
+    assert cli(agent, "ls").stdout.decode().splitlines() == ["TASK    PID    STATUS"]
