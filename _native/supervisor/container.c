@@ -276,9 +276,14 @@ int container_prepare_rootfs(struct spawn_config *cfg, struct nerr *e)
                   m->data && m->data[0] ? m->data : NULL) < 0)
             return nerr_sys(e, errno, "mounting rootfs %s (%s) on %s",
                             m->source ? m->source : "", m->type ? m->type : "", cfg->rootfs);
+        /* A bind mount ignores ro/nosuid/... until it is remounted with them. */
+        if (m->bind && (m->flags & REMOUNT_FLAGS) &&
+            mount(NULL, cfg->rootfs, NULL, MS_BIND | MS_REMOUNT | (m->flags & REMOUNT_FLAGS),
+                  NULL) < 0)
+            return nerr_sys(e, errno, "remounting rootfs %s with its options", cfg->rootfs);
     }
-    /* pivot_root needs the new root to be a mount point. */
-    if (mount(cfg->rootfs, cfg->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
+    /* pivot_root needs the new root to be a mount point (rootfs mounts already made it one). */
+    if (cfg->n_rootfs_mounts == 0 && mount(cfg->rootfs, cfg->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
         return nerr_sys(e, errno, "bind-mounting rootfs %s", cfg->rootfs);
     rootfd = open(cfg->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (rootfd < 0)
