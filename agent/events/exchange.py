@@ -55,9 +55,10 @@ def _adaptor(env: events_pb2.Envelope, event: Message | None):
 
 
 class Subscription:
-    def __init__(self, exchange: "Exchange", flt: filters.Filter):
+    def __init__(self, exchange: "Exchange", flt: filters.Filter, limit: int):
         self.exchange = exchange
         self.filter = flt
+        self.limit = limit
         self.queue: asyncio.Queue = asyncio.Queue()
         self.overflowed = False
 
@@ -66,7 +67,7 @@ class Subscription:
             return
         if self.filter.alternatives and not self.filter.match(_adaptor(env, event)):
             return
-        if self.queue.qsize() >= QUEUE_LIMIT:
+        if self.queue.qsize() >= self.limit:
             self.overflowed = True
             self.queue.put_nowait(None)  # wakes the reader so it can end the stream
             return
@@ -78,7 +79,7 @@ class Subscription:
                 env = await self.queue.get()
                 if env is None:
                     raise ResourceExhausted(
-                        f"subscriber fell {QUEUE_LIMIT} events behind; subscribe again"
+                        f"subscriber fell {self.limit} events behind; subscribe again"
                     )
                 yield env
         finally:
@@ -86,7 +87,8 @@ class Subscription:
 
 
 class Exchange:
-    def __init__(self) -> None:
+    def __init__(self, queue_limit: int = QUEUE_LIMIT) -> None:
+        self.queue_limit = queue_limit
         self.subscribers: list[Subscription] = []
         self.published = 0
 
@@ -104,7 +106,7 @@ class Exchange:
             sub.offer(env, event)
 
     def subscribe(self, filter_strings: list[str]) -> Subscription:
-        sub = Subscription(self, filters.parse_all(filter_strings))
+        sub = Subscription(self, filters.parse_all(filter_strings), self.queue_limit)
         self.subscribers.append(sub)
         return sub
 
