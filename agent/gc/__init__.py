@@ -1,0 +1,1 @@
+"""Garbage collection of content that no image, lease or label keeps."""
