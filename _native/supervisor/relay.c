@@ -167,11 +167,10 @@ static void read_master(struct relay *r)
     }
 }
 
-/* The input side is closing (CloseIO) and its buffer is empty: deliver EOF. */
-static void finish_input(struct relay *r)
+/* Input is over: deliver EOF to the process (close our end of its stdin pipe, or type the
+ * terminal's EOF character) and stop reading the client's fifo. */
+static void deliver_eof(struct relay *r)
 {
-    if (!r->in_closing || pending_in(r))
-        return;
     close_watched(&r->in_src, &r->ev_in_src);
     if (r->in_dst >= 0 && r->in_dst == r->master) {
         struct termios t;
@@ -187,43 +186,54 @@ static void finish_input(struct relay *r)
     }
 }
 
-static void write_input(struct relay *r)
+/* Write buffered input to the process; 0 when it would block, 1 when the buffer is empty. */
+static int write_input(struct relay *r)
 {
     while (pending_in(r)) {
         ssize_t n;
-        if (r->in_dst < 0) {
-            r->in_off = r->in_len;
+        if (r->in_dst < 0)
             break;
-        }
         n = write(r->in_dst, r->in_buf + r->in_off, r->in_len - r->in_off);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR)
-                return;
-            r->in_off = r->in_len; /* the process stopped reading for good: drop input */
-            break;
+                return 0;
+            break; /* the process stopped reading for good: drop input */
         }
         r->in_off += (size_t)n;
     }
     r->in_len = r->in_off = 0;
-    finish_input(r);
+    return 1;
 }
 
-static void read_input(struct relay *r)
+/* Copy the client's input to the process until one side would block. Once closing (CloseIO,
+ * or every writer gone) the fifo is still read until it is empty, then EOF is delivered:
+ * a client writes its last bytes before it sends CloseIO, and those must not be lost. */
+static void pump_input(struct relay *r)
 {
-    while (r->in_src >= 0 && !pending_in(r) && !r->in_closing) {
-        ssize_t n = read(r->in_src, r->in_buf, sizeof(r->in_buf));
+    for (;;) {
+        ssize_t n;
+        if (pending_in(r) && !write_input(r))
+            return; /* the process is not reading: wait for room */
+        if (r->in_src < 0)
+            break;
+        n = read(r->in_src, r->in_buf, sizeof(r->in_buf));
         if (n > 0) {
             r->in_len = (size_t)n;
             r->in_off = 0;
-            write_input(r);
-        } else if (n == 0) {
-            /* Every writer is gone, our hold included: treat as CloseIO. */
-            r->in_closing = 1;
-            finish_input(r);
-        } else {
-            return;
+            continue;
         }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN) {
+            if (!r->in_closing)
+                return;
+            break;
+        }
+        r->in_closing = 1; /* EOF: every writer is gone, our hold included */
+        break;
     }
+    if (r->in_closing)
+        deliver_eof(r);
 }
 
 void relay_on_event(struct relay *r, enum watch_kind kind, uint32_t events)
@@ -231,19 +241,17 @@ void relay_on_event(struct relay *r, enum watch_kind kind, uint32_t events)
     switch (kind) {
     case W_MASTER:
         if ((events & EPOLLOUT) && r->in_dst == r->master)
-            write_input(r);
+            pump_input(r);
         if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
             read_master(r);
         break;
     case W_TTY_IN:
-        read_input(r);
+        pump_input(r);
         break;
     case W_STDIN_PIPE:
-        if (events & (EPOLLERR | EPOLLHUP)) {
-            r->in_off = r->in_len; /* the process closed its stdin */
-            r->in_len = r->in_off = 0;
-        }
-        write_input(r);
+        if (events & (EPOLLERR | EPOLLHUP))
+            r->in_len = r->in_off = 0; /* the process closed its stdin: drop what waits */
+        pump_input(r);
         break;
     case W_TTY_OUT:
         if (flush_out(r) == 0)
@@ -262,7 +270,7 @@ void relay_on_event(struct relay *r, enum watch_kind kind, uint32_t events)
 void relay_close_stdin(struct relay *r)
 {
     r->in_closing = 1;
-    finish_input(r);
+    pump_input(r);
     refresh(r);
 }
 

@@ -1,0 +1,255 @@
+"""stdio between a process and its client's fifos: nothing lost or reordered however fast the
+process exits, EOF only after the last byte, stdin EOF only through CloseIO (or when every
+writer is gone), with and without a terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import subprocess
+
+import grpc
+import pytest
+from exec_support import container, process_spec, run_exec, start_exec
+from grpc_helpers import needs_root
+from helpers import code_of, ctr, need_ctr, remove, run, start_container
+
+from agent.client import Client
+from agent.client.fifo import FifoSet
+
+pytestmark = needs_root
+
+
+async def write_all(fd: int, data: bytes) -> None:
+    """Write to a blocking fifo fd off the event loop."""
+    await asyncio.get_running_loop().run_in_executor(None, _write_all, fd, data)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def test_stdout_and_stderr_exact_for_fast_exits(agent, rootfs):
+    async def body():
+        async with Client(agent.address, "test") as c, container(c, "c1", rootfs):
+            for i in range(30):
+                status, out, err, _ = await run_exec(
+                    c, "c1", f"e{i}", ["/bin/sh", "-c", "echo out1; echo err1 >&2; echo out2; exit 3"])
+                assert (status, out, err) == (3, b"out1\nout2\n", b"err1\n"), i
+
+    run(body())
+
+
+def test_binary_output_is_byte_exact(agent, rootfs):
+    with open(os.path.join(rootfs, "bin", "busybox"), "rb") as f:
+        expected = f.read()
+
+    async def body():
+        async with Client(agent.address, "test") as c, container(c, "c1", rootfs):
+            for i in range(3):
+                status, out, err, _ = await run_exec(c, "c1", f"b{i}", ["/bin/cat", "/bin/busybox"])
+                assert (status, err) == (0, b"")
+                assert len(out) == len(expected) and out == expected
+
+    run(body())
+
+
+def test_stdin_is_relayed_whole_and_closeio_gives_eof_after_it(agent, rootfs):
+    """Input written before CloseIO reaches the process, even when the process is slow to
+    read it (the fifo still holds it when CloseIO arrives), and then the process sees EOF."""
+    data = os.urandom(120_000)
+
+    async def body():
+        async with Client(agent.address, "test") as c, container(c, "c1", rootfs):
+            fifos, _ = await start_exec(c, "c1", "e1", ["/bin/sh", "-c", "sleep 1; exec cat"],
+                                        stdin=True)
+            try:
+                reader = asyncio.ensure_future(fifos.read(fifos.stdout))
+                await write_all(fifos.open_stdin(), data)
+                await c.close_stdin("c1", "e1")
+                fifos.close_stdin()
+                waited = await asyncio.wait_for(c.wait("c1", "e1"), 10)
+                out = await asyncio.wait_for(reader, 10)
+                assert waited.exit_status == 0
+                assert len(out) == len(data) and hashlib.sha256(out).digest() == hashlib.sha256(data).digest()
+                await c.delete_process("c1", "e1")
+            finally:
+                fifos.close()
+
+    run(body())
+
+
+def test_closeio_while_the_client_keeps_its_end_open(agent, rootfs):
+    """CloseIO alone is EOF for the process, whatever the client still holds."""
+
+    async def body():
+        async with Client(agent.address, "test") as c, container(c, "c1", rootfs):
+            fifos, _ = await start_exec(c, "c1", "e1", ["/bin/cat"], stdin=True)
+            try:
+                reader = asyncio.ensure_future(fifos.read(fifos.stdout))
+                wfd = fifos.open_stdin()
+                os.write(wfd, b"one\n")
+                await asyncio.sleep(0.3)
+                assert not reader.done()
+                await c.close_stdin("c1", "e1")
+                assert (await asyncio.wait_for(c.wait("c1", "e1"), 5)).exit_status == 0
+                assert await asyncio.wait_for(reader, 5) == b"one\n"
+                await c.delete_process("c1", "e1")
+                # A second CloseIO, and one on an exited process, are no-ops.
+                await c.exec("c1", "e2", process_spec(["/bin/true"]))
+                await c.close_stdin("c1", "e2")
+                await c.close_stdin("c1", "e2")
+                await c.delete_process("c1", "e2")
+                assert await code_of(c.close_stdin("c1", "e2")) == grpc.StatusCode.NOT_FOUND
+            finally:
+                fifos.close()
+
+    run(body())
+
+
+def test_client_closing_its_end_is_not_eof(agent, rootfs):
+    async def body():
+        async with Client(agent.address, "test") as c, container(c, "c1", rootfs):
+            fifos, _ = await start_exec(c, "c1", "e1", ["/bin/cat"], stdin=True)
+            try:
+                reader = asyncio.ensure_future(fifos.read(fifos.stdout))
+                os.write(fifos.open_stdin(), b"ping\n")
+                fifos.close_stdin()
+                await asyncio.sleep(1)
+                assert (await c.get("c1", "e1")).status == 2  # still RUNNING
+                # A client may come back and write more (ctr attaching again).
+                os.write(fifos.open_stdin(), b"pong\n")
+                fifos.close_stdin()
+                await c.close_stdin("c1", "e1")
+                assert (await asyncio.wait_for(c.wait("c1", "e1"), 5)).exit_status == 0
+                assert await asyncio.wait_for(reader, 5) == b"ping\npong\n"
+                await c.delete_process("c1", "e1")
+            finally:
+                fifos.close()
+
+    run(body())
+
+
+def test_closeio_on_the_init(agent, rootfs):
+    """CloseIO without an exec id acts on the init (`ctr run` with piped stdin)."""
+
+    async def body():
+        async with Client(agent.address, "test") as c:
+            fifos = FifoSet("c1")
+            try:
+                await start_container(c, "c1", ["/bin/cat"], rootfs, fifos=fifos)
+                reader = asyncio.ensure_future(fifos.read(fifos.stdout))
+                os.write(fifos.open_stdin(), b"to init\n")
+                await c.close_stdin("c1")
+                assert (await asyncio.wait_for(c.wait("c1"), 5)).exit_status == 0
+                assert await asyncio.wait_for(reader, 5) == b"to init\n"
+            finally:
+                fifos.close()
+                await remove(c, "c1")
+
+    run(body())
+
+
+def test_terminal_input_and_output_are_exact(agent, rootfs):
+    """Through a pty in raw mode: 100,000 bytes in, their digest out; then CRLF output."""
+    data = bytes(range(32, 127)) * 1053  # printable: 100,035 bytes
+    data = data[:100_000]
+
+    async def body():
+        async with Client(agent.address, "test") as c, container(c, "c1", rootfs):
+            script = "stty raw -echo; echo ready; head -c 100000 | sha256sum"
+            fifos, _ = await start_exec(c, "c1", "t1", ["/bin/sh", "-c", script], terminal=True,
+                                        stdin=True)
+            try:
+                got = bytearray()
+                ready = asyncio.get_running_loop().create_future()
+
+                def sink(chunk: bytes) -> None:
+                    got.extend(chunk)
+                    if b"ready" in got and not ready.done():
+                        ready.set_result(None)
+
+                reader = asyncio.ensure_future(fifos.read(fifos.stdout, sink))
+                wfd = fifos.open_stdin()
+                await asyncio.wait_for(ready, 5)
+                await write_all(wfd, data)
+                assert (await asyncio.wait_for(c.wait("c1", "t1"), 10)).exit_status == 0
+                await asyncio.wait_for(reader, 10)
+                digest = hashlib.sha256(data).hexdigest()
+                # raw mode turned output processing off: plain newlines after "ready".
+                assert bytes(got) == f"ready\n{digest}  -\n".encode()
+                await c.delete_process("c1", "t1")
+            finally:
+                fifos.close()
+
+            status, out, _, _ = await run_exec(c, "c1", "t2", ["/bin/sh", "-c", "echo a; echo b"],
+                                               terminal=True)
+            assert (status, out) == (0, b"a\r\nb\r\n")
+
+    run(body())
+
+
+def test_terminal_closeio_sends_eof(agent, rootfs):
+    async def body():
+        async with Client(agent.address, "test") as c, container(c, "c1", rootfs):
+            fifos, _ = await start_exec(c, "c1", "t1", ["/bin/sh", "-c", "stty -echo; cat; echo done"],
+                                        terminal=True, stdin=True)
+            try:
+                reader = asyncio.ensure_future(fifos.read(fifos.stdout))
+                wfd = fifos.open_stdin()
+                await asyncio.sleep(0.3)  # stty has run: the input is not echoed
+                os.write(wfd, b"line\n")
+                await c.close_stdin("c1", "t1")
+                assert (await asyncio.wait_for(c.wait("c1", "t1"), 5)).exit_status == 0
+                assert await asyncio.wait_for(reader, 5) == b"line\r\ndone\r\n"
+                await c.delete_process("c1", "t1")
+            finally:
+                fifos.close()
+
+    run(body())
+
+
+def test_no_stdio_at_all(agent, rootfs):
+    """Empty fifo paths (ctr --null-io): the process gets /dev/null on 0, 1 and 2."""
+
+    async def body():
+        async with Client(agent.address, "test") as c, container(c, "c1", rootfs):
+            await c.exec("c1", "n1", process_spec(["/bin/sleep", "3600"]))
+            pid = await c.start("c1", "n1")
+            assert [os.readlink(f"/proc/{pid}/fd/{i}") for i in range(3)] == ["/dev/null"] * 3
+            assert sorted(os.listdir(f"/proc/{pid}/fd")) == ["0", "1", "2"]
+            await c.close_stdin("c1", "n1")  # no stdin: a no-op
+            await c.kill("c1", 9, exec_id="n1")
+            assert (await asyncio.wait_for(c.wait("c1", "n1"), 5)).exit_status == 137
+            await c.delete_process("c1", "n1")
+
+    run(body())
+
+
+@pytest.mark.ctr
+def test_ctr_run_with_piped_stdin(agent, rootfs):
+    need_ctr()
+    pipeline = (f"(sleep 1; echo foo) | timeout -k 5 60 ctr -a {agent.address} "
+                f"run --rm --rootfs {rootfs} c2 /bin/cat")
+    r = subprocess.run(["sh", "-c", pipeline], capture_output=True, check=False)
+    assert (r.returncode, r.stdout) == (0, b"foo\n"), r.stderr
+
+
+@pytest.mark.ctr
+def test_ctr_exec_with_piped_stdin(agent, rootfs):
+    need_ctr()
+    r = ctr(agent.address, "run", "-d", "--rootfs", rootfs, "c1", "/bin/sleep", "1000")
+    assert r.returncode == 0, r.stderr
+    try:
+        data = b"".join(b"%d\n" % i for i in range(20000))
+        pipeline = (f"(sleep 1; cat) | timeout -k 5 60 ctr -a {agent.address} "
+                    "t exec --exec-id x1 c1 /bin/sh -c 'cat; exit 4'")
+        r = subprocess.run(["sh", "-c", pipeline], input=data, capture_output=True, check=False)
+        assert (r.returncode, r.stdout) == (4, data), r.stderr
+    finally:
+        ctr(agent.address, "t", "kill", "-s", "SIGKILL", "c1")
+        ctr(agent.address, "t", "delete", "-f", "c1")
+        ctr(agent.address, "c", "rm", "c1")
