@@ -716,8 +716,8 @@ void reap_orphans(void)
             return;
         p = proc_by_pid(si.si_pid);
         if (p) {
-            reap(p);
-            if (!p->reaped && proc_by_pid(si.si_pid) == p)
+            reap(p); /* may free p (a forgotten or failed spawn): do not touch it after */
+            if (proc_by_pid(si.si_pid))
                 return; /* cannot make progress now; the pidfd event will retry */
         } else {
             waitpid(si.si_pid, NULL, WNOHANG);
