@@ -49,8 +49,11 @@ class NativeProcess(Process):
 
     def state(self) -> ProcessState:
         status = self.status
-        if status == Status.RUNNING and self.task.status in (Status.PAUSED, Status.PAUSING):
-            status = self.task.status  # an exec follows its container's pause state
+        # An exec follows its container's pause state, also one not started yet (as
+        # containerd's runc shim reports it); an exited one stays STOPPED.
+        if status in (Status.RUNNING, Status.CREATED) and self.task is not self \
+                and self.task.status in (Status.PAUSED, Status.PAUSING):
+            status = self.task.status
         return ProcessState(self.id, self.pid, status, self.io, self.exit)
 
     async def wait(self) -> Exit:
