@@ -1,0 +1,416 @@
+"""Exec: a process started inside a running task, through the Tasks API. It joins the init's
+namespaces and cgroup, runs the process spec of the request, reports its own events, and
+its id stays taken until DeleteProcess."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import grpc
+import pytest
+from exec_support import (
+    EventLog,
+    container,
+    fd_count,
+    process_spec,
+    run_exec,
+    settle,
+    start_exec,
+    state_of,
+    supervisor_pid,
+    thread_count,
+    zombies_under,
+)
+from grpc_helpers import needs_root
+from helpers import code_of, error_of, read_file, remove, run, start_container
+
+from agent.client import Client, default_spec
+
+pytestmark = needs_root
+
+NS_TYPES = ("pid", "mnt", "net", "ipc", "uts")
+
+
+def test_exec_joins_the_task_namespaces_cgroup_and_root(agent, rootfs):
+    async def body():
+        async with Client(agent.address, "test") as c, container(c, "c1", rootfs) as init:
+            fifos, pid = await start_exec(c, "c1", "e1", ["/bin/sleep", "3600"])
+            try:
+                for ns in NS_TYPES:
+                    assert os.readlink(f"/proc/{pid}/ns/{ns}") == os.readlink(f"/proc/{init}/ns/{ns}")
+                assert read_file(f"/proc/{pid}/cgroup") == read_file(f"/proc/{init}/cgroup")
+                assert (os.stat(f"/proc/{pid}/root/bin/busybox").st_ino
+                        == os.stat(os.path.join(rootfs, "bin/busybox")).st_ino)
+                # pid 1 is the init inside, and the exec is another pid of that namespace.
+                nspid = next(line.split()[1:] for line in read_file(f"/proc/{pid}/status").splitlines()
+                             if line.startswith("NSpid:"))
+                assert nspid[0] == str(pid) and len(nspid) == 2 and int(nspid[1]) > 1
+                assert (await c.get("c1", "e1")).pid == pid
+                await c.kill("c1", 9, exec_id="e1")
+                assert (await c.wait("c1", "e1")).exit_status == 137
+                await c.delete_process("c1", "e1")
+            finally:
+                fifos.close()
+
+            status, out, err, _ = await run_exec(c, "c1", "e2", ["/bin/sh", "-c", "echo $$; exit 5"])
+            assert (status, err) == (5, b"")
+            assert int(out) > 1  # a pid of the container's namespace, not the host's
+
+    run(body())
+
+
+def test_exec_applies_the_process_spec(agent, rootfs):
+    os.chmod(rootfs, 0o755)  # the fixture's directory is 0700: no way in for uid 1000
+
+    async def body():
+        async with Client(agent.address, "test") as c, container(c, "c1", rootfs):
+            # env as given, PATH looked up in it, cwd.
+            status, out, err, _ = await run_exec(c, "c1", "env", ["env"],
+                                                 env=["FOO=bar baz", "PATH=/bin"], cwd="/tmp")
+            assert (status, out, err) == (0, b"FOO=bar baz\nPATH=/bin\n", b"")
+            status, out, _, _ = await run_exec(c, "c1", "cwd", ["/bin/pwd"], cwd="/etc")
+            assert (status, out) == (0, b"/etc\n")
+
+            # user, groups, umask and no_new_privs.
+            script = ("grep -E '^(Uid|Gid|Groups|NoNewPrivs):' /proc/self/status | tr -s '\\t ' ' ';"
+                      " umask; grep 'open files' /proc/self/limits | tr -s ' '")
+            status, out, _, _ = await run_exec(
+                c, "c1", "user", ["/bin/sh", "-c", script],
+                user={"uid": 1000, "gid": 1001, "additionalGids": [2000, 3000], "umask": 0o027},
+                rlimits=[{"type": "RLIMIT_NOFILE", "soft": 77, "hard": 88}],
+                noNewPrivileges=True)
+            assert status == 0
+            assert out.decode().splitlines() == [
+                "Uid: 1000 1000 1000 1000", "Gid: 1001 1001 1001 1001", "Groups: 2000 3000 ",
+                "NoNewPrivs: 1", "0027", "Max open files 77 88 files "]
+
+            # capabilities: CAP_CHOWN (0) and CAP_KILL (5) only; no_new_privs off.
+            caps = ["CAP_CHOWN", "CAP_KILL"]
+            status, out, _, _ = await run_exec(
+                c, "c1", "caps",
+                ["/bin/sh", "-c", "grep -E '^(CapPrm|CapEff|CapBnd|NoNewPrivs):' /proc/self/status"],
+                capabilities={"bounding": caps, "effective": caps, "permitted": caps},
+                noNewPrivileges=False)
+            assert status == 0
+            assert out.decode().split() == ["CapPrm:", "0000000000000021", "CapEff:",
+                                            "0000000000000021", "CapBnd:", "0000000000000021",
+                                            "NoNewPrivs:", "0"]
+
+    run(body())
+
+
+def test_exec_events_get_and_wait(agent, rootfs):
+    async def body():
+        async with Client(agent.address, "test") as c, container(c, "c1", rootfs), \
+                EventLog(c) as log:
+            fifos = None
+            try:
+                await c.exec("c1", "e1", process_spec(["/bin/sleep", "3600"]))
+                created = await c.get("c1", "e1")
+                assert (created.id, created.pid, created.status) == ("e1", 0, 1)  # CREATED
+                # Wait before Start blocks until the exit (ctr sends them together).
+                early = asyncio.ensure_future(c.wait("c1", "e1"))
+                await asyncio.sleep(0.2)
+                assert not early.done()
+                pid = await c.start("c1", "e1")
+                running = await c.get("c1", "e1")
+                assert (running.id, running.pid, running.status) == ("e1", pid, 2)  # RUNNING
+                await asyncio.sleep(0.2)
+                assert not early.done()
+                await c.kill("c1", 15, exec_id="e1")
+                waited = await asyncio.wait_for(early, 5)
+                assert waited.exit_status == 143
+                # A Wait on an exited process answers at once, with the same exit.
+                t0 = time.monotonic()
+                again = await c.wait("c1", "e1")
+                assert time.monotonic() - t0 < 0.5
+                assert (again.exit_status, again.exited_at) == (143, waited.exited_at)
+                stopped = await c.get("c1", "e1")
+                assert (stopped.status, stopped.pid, stopped.exit_status) == (3, pid, 143)
+                assert stopped.exited_at == waited.exited_at
+                deleted = await c.delete_process("c1", "e1")
+                assert (deleted.id, deleted.pid, deleted.exit_status) == ("e1", pid, 143)
+                assert deleted.exited_at == waited.exited_at
+                assert await code_of(c.get("c1", "e1")) == grpc.StatusCode.NOT_FOUND
+                await log.mark()
+                got = [(t, m) for t, m in log.of("c1")]
+                assert [t for t, _ in got] == ["/tasks/exec-added", "/tasks/exec-started",
+                                               "/tasks/exit"]
+                added, started, exited = (m for _, m in got)
+                assert (added.container_id, added.exec_id) == ("c1", "e1")
+                assert (started.exec_id, started.pid) == ("e1", pid)
+                assert (exited.id, exited.pid, exited.exit_status) == ("e1", pid, 143)
+                assert exited.exited_at == waited.exited_at
+            finally:
+                if fifos:
+                    fifos.close()
+
+    run(body())
+
+
+def test_exec_stdio_paths_are_reported(agent, rootfs):
+    async def body():
+        async with Client(agent.address, "test") as c, container(c, "c1", rootfs):
+            fifos, _pid = await start_exec(c, "c1", "e1", ["/bin/cat"], stdin=True)
+            try:
+                p = await c.get("c1", "e1")
+                assert (p.stdin, p.stdout, p.stderr, p.terminal) == (
+                    fifos.stdin, fifos.stdout, fifos.stderr, False)
+                await c.close_stdin("c1", "e1")
+                assert (await asyncio.wait_for(c.wait("c1", "e1"), 5)).exit_status == 0
+                await c.delete_process("c1", "e1")
+            finally:
+                fifos.close()
+
+    run(body())
+
+
+@pytest.mark.parametrize("pidns", [True, False], ids=["own-pidns", "host-pidns"])
+def test_init_exit_ends_every_exec(agent, rootfs, pidns):
+    """When the init exits, every exec is killed, each Wait returns, and the exec exits are
+    published before the init's."""
+    namespaces = ("pid", "ipc", "uts", "mount", "network") if pidns else (
+        "ipc", "uts", "mount", "network")
+
+    async def body():
+        async with Client(agent.address, "test") as c, EventLog(c) as log, \
+                container(c, "c1", rootfs, namespaces=namespaces) as init:
+            pids = {}
+            for eid in ("e1", "e2"):
+                fifos, pids[eid] = await start_exec(c, "c1", eid, ["/bin/sleep", "3600"])
+                fifos.close()
+            waits = [asyncio.ensure_future(c.wait("c1", e)) for e in ("e1", "e2", "")]
+            await c.kill("c1", 9)  # the init only
+            done = await asyncio.wait_for(asyncio.gather(*waits), 5)
+            assert [w.exit_status for w in done] == [137, 137, 137]
+            for eid in ("e1", "e2"):
+                assert (await c.get("c1", eid)).status == 3
+                assert (await c.delete_process("c1", eid)).exit_status == 137
+                assert await settle(lambda p=pids[eid]: state_of(p) is None)
+            await log.mark()
+            exits = [(m.id, m.pid) for t, m in log.of("c1") if t == "/tasks/exit"]
+            assert sorted(exits[:2]) == sorted([("e1", pids["e1"]), ("e2", pids["e2"])])
+            assert exits[2:] == [("c1", init)]
+
+    run(body())
+
+
+def test_exec_refused_by_task_state(agent, rootfs):
+    async def body():
+        async with Client(agent.address, "test") as c:
+            p = process_spec(["/bin/true"])
+            e = await error_of(c.exec("nosuch", "e1", p))
+            assert e.code() == grpc.StatusCode.NOT_FOUND
+            spec = default_spec(["/bin/sleep", "3600"], rootfs, namespace="test", id="c2")
+            await c.create_container("c2", spec)
+            try:
+                # A container without a task.
+                e = await error_of(c.exec("c2", "e1", p))
+                assert (e.code(), e.details()) == (grpc.StatusCode.NOT_FOUND, "task c2 not found")
+                # Created, not started.
+                await c.create_task("c2")
+                e = await error_of(c.exec("c2", "e1", p))
+                assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+                assert "created" in e.details()
+                await c.start("c2")
+                # Stopped.
+                await c.kill("c2", 9)
+                await c.wait("c2")
+                e = await error_of(c.exec("c2", "e1", p))
+                assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+                assert "stopped" in e.details()
+                assert await code_of(c.get("c2", "e1")) == grpc.StatusCode.NOT_FOUND
+            finally:
+                await remove(c, "c2")
+
+    run(body())
+
+
+def test_exec_id_rules(agent, rootfs):
+    async def body():
+        async with Client(agent.address, "test") as c, container(c, "c1", rootfs), \
+                EventLog(c) as log:
+            p = process_spec(["/bin/sleep", "3600"])
+            for bad in ("", "../e", "a/b", "-a", "a..b", "e" * 77):
+                e = await error_of(c.exec("c1", bad, p))
+                assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, bad
+            e = await error_of(c.exec("c1", "", p))
+            assert e.details() == "exec id cannot be empty"
+            await c.exec("c1", "e" * 76, process_spec(["/bin/true"]))
+            await c.delete_process("c1", "e" * 76)
+
+            await c.exec("c1", "e1", p)
+            e = await error_of(c.exec("c1", "e1", p))
+            assert e.code() == grpc.StatusCode.ALREADY_EXISTS
+            await c.start("c1", "e1")
+            assert await code_of(c.exec("c1", "e1", p)) == grpc.StatusCode.ALREADY_EXISTS
+            await c.kill("c1", 9, exec_id="e1")
+            assert (await c.wait("c1", "e1")).exit_status == 137
+            assert await code_of(c.exec("c1", "e1", p)) == grpc.StatusCode.ALREADY_EXISTS
+            await c.delete_process("c1", "e1")
+            await c.exec("c1", "e1", process_spec(["/bin/true"]))
+            await c.start("c1", "e1")
+            assert (await c.wait("c1", "e1")).exit_status == 0
+            await c.delete_process("c1", "e1")
+            await log.mark()
+            topics = [t for t, m in log.of("c1") if getattr(m, "exec_id", "e1") == "e1"
+                      and getattr(m, "id", "e1") == "e1"]
+            assert topics == ["/tasks/exec-added", "/tasks/exec-started", "/tasks/exit"] * 2
+
+    run(body())
+
+
+def test_exec_bad_specs(agent, rootfs):
+    async def body():
+        async with Client(agent.address, "test") as c, container(c, "c1", rootfs):
+            from agent.api.containerd.services.tasks.v1 import tasks_pb2 as tpb
+
+            req = tpb.ExecProcessRequest(container_id="c1", exec_id="e1")
+            e = await error_of(c.tasks.Exec(req, metadata=c.md()))
+            assert e.code() == grpc.StatusCode.INVALID_ARGUMENT  # no spec
+            req.spec.type_url = "types.containerd.io/opencontainers/runtime-spec/1/Process"
+            req.spec.value = b"{not json"
+            e = await error_of(c.tasks.Exec(req, metadata=c.md()))
+            assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
+            for bad in ({"args": []}, {"args": [""]}, {"args": "sh"},
+                        {"args": ["/bin/true"], "env": ["NOEQUALS"]},
+                        {"args": ["/bin/true"], "cwd": "relative"},
+                        {"args": ["/bin/true"], "user": {"uid": -1}},
+                        {"args": ["/bin/true"], "rlimits": [{"type": "RLIMIT_BOGUS"}]},
+                        {"args": ["/bin/true"], "capabilities": {"bounding": ["CAP_BOGUS"]}}):
+                e = await error_of(c.exec("c1", "e1", bad))
+                assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, bad
+            # None of them took the id.
+            await c.exec("c1", "e1", process_spec(["/bin/true"]))
+            await c.delete_process("c1", "e1")
+
+    run(body())
+
+
+def test_delete_process_and_kill_rules(agent, rootfs):
+    async def body():
+        async with Client(agent.address, "test") as c, container(c, "c1", rootfs):
+            assert await code_of(c.delete_process("c1", "nosuch")) == grpc.StatusCode.NOT_FOUND
+            assert await code_of(c.delete_process("c1", "")) == grpc.StatusCode.INVALID_ARGUMENT
+            assert await code_of(c.kill("c1", 9, exec_id="nosuch")) == grpc.StatusCode.NOT_FOUND
+            await c.exec("c1", "e1", process_spec(["/bin/sleep", "3600"]))
+            e = await error_of(c.kill("c1", 9, exec_id="e1"))
+            assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+            pid = await c.start("c1", "e1")
+            e = await error_of(c.delete_process("c1", "e1"))
+            assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert (await c.get("c1", "e1")).status == 2
+            assert state_of(pid) == "S"
+            await c.kill("c1", 9, exec_id="e1")
+            assert (await c.wait("c1", "e1")).exit_status == 137
+            e = await error_of(c.kill("c1", 9, exec_id="e1"))
+            assert (e.code(), e.details()) == (grpc.StatusCode.NOT_FOUND, "process already finished")
+            assert (await c.delete_process("c1", "e1")).exit_status == 137
+            assert await code_of(c.delete_process("c1", "e1")) == grpc.StatusCode.NOT_FOUND
+            assert state_of(pid) is None
+
+    run(body())
+
+
+def test_exec_of_a_missing_program(agent, rootfs):
+    async def body():
+        async with Client(agent.address, "test") as c, container(c, "c1", rootfs):
+            sup = supervisor_pid(agent)
+            for args in (["/no/such/binary"], ["nosuchprog"]):
+                for _round in range(2):  # the id can be used again after DeleteProcess
+                    await c.exec("c1", "x1", process_spec(args, env=["PATH=/bin"]))
+                    waiter = asyncio.ensure_future(c.wait("c1", "x1"))
+                    t0 = time.monotonic()
+                    e = await error_of(c.start("c1", "x1"))
+                    assert time.monotonic() - t0 < 2
+                    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+                    assert args[0] in e.details()
+                    p = await c.get("c1", "x1")
+                    assert p.status == 3  # STOPPED
+                    assert await settle(lambda: not zombies_under(sup, agent.proc.pid))
+                    if p.pid:
+                        assert await settle(lambda pid=p.pid: state_of(pid) is None)
+                    await c.delete_process("c1", "x1")
+                    # The Wait pending on a failed start ends rather than hangs.
+                    try:
+                        await asyncio.wait_for(waiter, 5)
+                    except grpc.aio.AioRpcError as err:
+                        assert err.code() == grpc.StatusCode.NOT_FOUND
+                    assert await code_of(c.get("c1", "x1")) == grpc.StatusCode.NOT_FOUND
+            # The task is undisturbed.
+            status, out, _, _ = await run_exec(c, "c1", "ok", ["/bin/echo", "fine"])
+            assert (status, out) == (0, b"fine\n")
+
+    run(body())
+
+
+def test_exec_leaves_no_leak_after_1000_runs(agent, rootfs):
+    """1,000 execs of /bin/true (Exec, Start, Wait, DeleteProcess): the agent and the
+    supervisor end with the fds and threads they had, and no zombie anywhere below them."""
+
+    async def one(c: Client, eid: str) -> None:
+        await c.exec("c1", eid, process_spec(["/bin/true"]))
+        waiter = asyncio.ensure_future(c.wait("c1", eid))
+        await c.start("c1", eid)
+        assert (await waiter).exit_status == 0
+        assert (await c.delete_process("c1", eid)).exit_status == 0
+
+    async def body():
+        async with Client(agent.address, "test") as c, container(c, "c1", rootfs) as init:
+            sup = supervisor_pid(agent)
+            for i in range(20):  # warm up: lazily made things (threads, caches) exist now
+                await one(c, f"w{i}")
+            await asyncio.sleep(0.5)
+            before = [(fd_count(p), thread_count(p)) for p in (agent.proc.pid, sup)]
+            for i in range(1000):
+                await one(c, f"e{i}")
+            await asyncio.sleep(0.5)
+            after = [(fd_count(p), thread_count(p)) for p in (agent.proc.pid, sup)]
+            assert after == before
+            assert zombies_under(agent.proc.pid, sup, init) == []
+            assert (await c.get("c1")).status == 2
+            # nothing left in the container either
+            assert read_file(f"/proc/{init}/task/{init}/children").split() == []
+
+    run(body())
+
+
+def test_start_twice_and_after_exit(agent, rootfs):
+    async def body():
+        async with Client(agent.address, "test") as c, container(c, "c1", rootfs):
+            await c.exec("c1", "e1", process_spec(["/bin/sleep", "3600"]))
+            pid = await c.start("c1", "e1")
+            assert await code_of(c.start("c1", "e1")) == grpc.StatusCode.FAILED_PRECONDITION
+            assert (await c.get("c1", "e1")).pid == pid
+            await c.kill("c1", 9, exec_id="e1")
+            await c.wait("c1", "e1")
+            assert await code_of(c.start("c1", "e1")) == grpc.StatusCode.FAILED_PRECONDITION
+            await c.delete_process("c1", "e1")
+
+    run(body())
+
+
+def test_task_delete_after_exit_takes_its_execs(agent, rootfs):
+    """Deleting the task also removes its exited and never-started execs."""
+
+    async def body():
+        async with Client(agent.address, "test") as c:
+            try:
+                await start_container(c, "c1", ["/bin/sleep", "3600"], rootfs)
+                fifos, pid = await start_exec(c, "c1", "e1", ["/bin/sleep", "3600"])
+                fifos.close()
+                await c.exec("c1", "e2", process_spec(["/bin/true"]))
+                never = asyncio.ensure_future(c.wait("c1", "e2"))
+                await c.kill("c1", 9)
+                assert (await c.wait("c1")).exit_status == 137
+                assert (await c.delete_task("c1")).exit_status == 137
+                assert state_of(pid) is None
+                with pytest.raises(grpc.aio.AioRpcError) as info:
+                    await asyncio.wait_for(never, 5)
+                assert info.value.code() == grpc.StatusCode.NOT_FOUND
+            finally:
+                await remove(c, "c1")
+
+    run(body())
