@@ -4,12 +4,15 @@ forwarded (raw mode and window size for -t), exit code returned."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
 import termios
 import tty
 from typing import Any
+
+import grpc
 
 from agent.client.fifo import FifoSet
 
@@ -53,7 +56,14 @@ class Session:
             saved = termios.tcgetattr(sys.stdin.fileno())
             tty.setraw(sys.stdin.fileno())
         try:
-            await start()
+            try:
+                await start()
+            except BaseException:
+                # As ctr: a process that failed to start is deleted, not left behind.
+                waiter.cancel()
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    await delete()
+                raise
             # Read once the process holds the write ends (before that a fifo reads as EOF);
             # our reader fds, open since before Create, keep earlier output buffered.
             outputs = [asyncio.ensure_future(
