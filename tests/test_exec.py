@@ -24,7 +24,7 @@ from exec_support import (
     zombies_under,
 )
 from grpc_helpers import needs_root
-from helpers import code_of, error_of, read_file, remove, run, start_container
+from helpers import code_of, ctr, error_of, need_ctr, read_file, remove, run, start_container
 
 from agent.client import Client, default_spec
 
@@ -414,3 +414,43 @@ def test_task_delete_after_exit_takes_its_execs(agent, rootfs):
                 await remove(c, "c1")
 
     run(body())
+
+
+@pytest.mark.ctr
+def test_ctr_exec_prints_a_pid_and_exits_with_its_code(agent, rootfs):
+    need_ctr()
+    r = ctr(agent.address, "run", "-d", "--rootfs", rootfs, "c1", "/bin/sleep", "1000")
+    assert r.returncode == 0, r.stderr
+    try:
+        r = ctr(agent.address, "t", "exec", "--exec-id", "e1", "c1", "/bin/sh", "-c",
+                "echo $$; exit 5")
+        assert r.returncode == 5, r.stderr
+        assert r.stdout.decode().strip().isdigit() and int(r.stdout) > 1
+        # ctr deleted it: the id is free, and a second run gets another pid of the task.
+        r2 = ctr(agent.address, "t", "exec", "--exec-id", "e1", "c1", "/bin/sh", "-c",
+                 "echo $$; exit 0")
+        assert r2.returncode == 0, r2.stderr
+        assert int(r2.stdout) != int(r.stdout)
+        # Detached: the exec is listed by ps with its id until it is killed and deleted.
+        assert ctr(agent.address, "t", "exec", "-d", "--exec-id", "d1", "c1",
+                   "/bin/sleep", "1000").returncode == 0
+        rows = [line.split() for line in
+                ctr(agent.address, "t", "ps", "c1").stdout.decode().splitlines()[1:]]
+        assert len(rows) == 2 and any("ExecID:d1" in " ".join(row) for row in rows)
+        assert ctr(agent.address, "t", "kill", "--exec-id", "d1", "-s", "SIGKILL",
+                   "c1").returncode == 0
+        for _ in range(100):
+            r = ctr(agent.address, "t", "delete", "--exec-id", "d1", "c1")
+            if b"running" not in r.stderr:
+                break
+        assert (r.returncode, r.stderr) == (137, b"")  # ctr exits with the exec's status
+        gone = ctr(agent.address, "t", "delete", "--exec-id", "d1", "c1")
+        assert gone.returncode == 1 and b"not found" in gone.stderr
+        missing = ctr(agent.address, "t", "exec", "--exec-id", "m1", "c1", "/no/such/binary")
+        assert missing.returncode != 0 and b"/no/such/binary" in missing.stderr
+        again = ctr(agent.address, "t", "exec", "--exec-id", "m1", "c1", "/bin/true")
+        assert again.returncode == 0, again.stderr  # ctr deleted the failed one
+    finally:
+        ctr(agent.address, "t", "kill", "-s", "SIGKILL", "c1")
+        ctr(agent.address, "t", "delete", "-f", "c1")
+        ctr(agent.address, "c", "rm", "c1")

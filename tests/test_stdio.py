@@ -253,3 +253,36 @@ def test_ctr_exec_with_piped_stdin(agent, rootfs):
         ctr(agent.address, "t", "kill", "-s", "SIGKILL", "c1")
         ctr(agent.address, "t", "delete", "-f", "c1")
         ctr(agent.address, "c", "rm", "c1")
+
+
+@pytest.mark.ctr
+def test_ctr_exec_seq_20_times_with_and_without_a_terminal(agent, rootfs):
+    need_ctr()
+    lines = b"".join(b"%d\n" % i for i in range(1, 200001))
+    r = ctr(agent.address, "run", "-d", "--rootfs", rootfs, "c1", "/bin/sleep", "1000")
+    assert r.returncode == 0, r.stderr
+    try:
+        for i in range(20):
+            r = ctr(agent.address, "t", "exec", "--exec-id", f"p{i}", "c1", "/bin/seq", "1",
+                    "200000")
+            assert (r.returncode, r.stdout == lines) == (0, True), (i, len(r.stdout), r.stderr)
+        for i in range(20):
+            # ctr -t needs a terminal of its own: script(1) gives it one, whose output
+            # processing adds a second CR to each of the container's CRLFs.
+            cmd = (f"timeout --foreground -k 5 60 {need_ctr()} -a {agent.address} t exec -t "
+                   f"--exec-id t{i} c1 /bin/seq 1 200000")
+            # Its stdin stays open and silent (at EOF, script would type into the terminal).
+            quiet, hold = os.pipe()
+            try:
+                r = subprocess.run(["script", "-qec", cmd, "/dev/null"], stdin=quiet,
+                                   capture_output=True, check=False, timeout=90)
+            finally:
+                os.close(quiet)
+                os.close(hold)
+            assert r.returncode == 0, (i, r.stderr)
+            assert r.stdout.replace(b"\r", b"") == lines, (i, len(r.stdout), r.stdout[-30:])
+            assert r.stdout.count(b"\r\r\n") == 200000
+    finally:
+        ctr(agent.address, "t", "kill", "-s", "SIGKILL", "c1")
+        ctr(agent.address, "t", "delete", "-f", "c1")
+        ctr(agent.address, "c", "rm", "c1")
