@@ -27,6 +27,7 @@ from grpc_helpers import needs_root
 from helpers import code_of, ctr, error_of, need_ctr, read_file, remove, run, start_container
 
 from agent.client import Client, default_spec
+from agent.client.fifo import FifoSet
 
 pytestmark = needs_root
 
@@ -377,6 +378,42 @@ def test_exec_leaves_no_leak_after_1000_runs(agent, rootfs):
     run(body())
 
 
+def test_exec_stdio_and_terminals_leave_no_leak(agent, rootfs):
+    """As above with fifos (stdin ended by CloseIO) and terminals, cat echoing a line: 300
+    execs leave the agent's and the supervisor's fd and thread counts where they were."""
+
+    async def one(c: Client, i: int) -> None:
+        terminal = i % 2 == 1
+        fifos, _ = await start_exec(c, "c1", f"s{i}", ["/bin/cat"], terminal=terminal,
+                                    stdin=True)
+        try:
+            reader = asyncio.ensure_future(fifos.read(fifos.stdout))
+            os.write(fifos.open_stdin(), b"x\n")  # a whole line: EOF then comes at a line start
+            await c.close_stdin("c1", f"s{i}")
+            assert (await asyncio.wait_for(c.wait("c1", f"s{i}"), 5)).exit_status == 0
+            out = await asyncio.wait_for(reader, 5)
+            assert out == (b"x\r\nx\r\n" if terminal else b"x\n"), (i, out)
+            await c.delete_process("c1", f"s{i}")
+        finally:
+            fifos.close()
+
+    async def body():
+        async with Client(agent.address, "test") as c, container(c, "c1", rootfs) as init:
+            sup = supervisor_pid(agent)
+            for i in range(10):
+                await one(c, 1000 + i)
+            await asyncio.sleep(0.5)
+            before = [(fd_count(p), thread_count(p)) for p in (agent.proc.pid, sup)]
+            for i in range(300):
+                await one(c, i)
+            await asyncio.sleep(0.5)
+            after = [(fd_count(p), thread_count(p)) for p in (agent.proc.pid, sup)]
+            assert after == before
+            assert zombies_under(agent.proc.pid, sup, init) == []
+
+    run(body())
+
+
 def test_start_twice_and_after_exit(agent, rootfs):
     async def body():
         async with Client(agent.address, "test") as c, container(c, "c1", rootfs):
@@ -454,3 +491,31 @@ def test_ctr_exec_prints_a_pid_and_exits_with_its_code(agent, rootfs):
         ctr(agent.address, "t", "kill", "-s", "SIGKILL", "c1")
         ctr(agent.address, "t", "delete", "-f", "c1")
         ctr(agent.address, "c", "rm", "c1")
+
+
+def test_exec_of_a_missing_program_with_a_terminal(agent, rootfs):
+    async def body():
+        async with Client(agent.address, "test") as c, container(c, "c1", rootfs):
+            sup = supervisor_pid(agent)
+            for _round in range(2):
+                fifos = FifoSet("x1", stderr=False)
+                try:
+                    fifos.open_readers()
+                    await c.exec("c1", "x1", process_spec(["/no/such/binary"], terminal=True),
+                                 fifos.stdin, fifos.stdout, "", terminal=True)
+                    t0 = time.monotonic()
+                    e = await error_of(c.start("c1", "x1"))
+                    assert time.monotonic() - t0 < 2
+                    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+                    assert "/no/such/binary" in e.details()
+                    assert (await c.get("c1", "x1")).status == 3
+                    t0 = time.monotonic()
+                    await c.delete_process("c1", "x1")
+                    assert time.monotonic() - t0 < 2
+                    assert await settle(lambda: not zombies_under(sup, agent.proc.pid))
+                finally:
+                    fifos.close()
+            status, out, _, _ = await run_exec(c, "c1", "x1", ["/bin/echo", "ok"], terminal=True)
+            assert (status, out) == (0, b"ok\r\n")
+
+    run(body())

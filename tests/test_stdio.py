@@ -286,3 +286,34 @@ def test_ctr_exec_seq_20_times_with_and_without_a_terminal(agent, rootfs):
         ctr(agent.address, "t", "kill", "-s", "SIGKILL", "c1")
         ctr(agent.address, "t", "delete", "-f", "c1")
         ctr(agent.address, "c", "rm", "c1")
+
+
+def test_fast_exits_with_a_terminal(agent, rootfs):
+    async def body():
+        async with Client(agent.address, "test") as c, container(c, "c1", rootfs):
+            for i in range(50):
+                status, out, _, _ = await run_exec(c, "c1", f"t{i}", ["/bin/echo", f"x{i}"],
+                                                   terminal=True)
+                assert (status, out) == (0, f"x{i}\r\n".encode())
+
+    run(body())
+
+
+def test_concurrent_execs_keep_their_output_apart(agent, rootfs):
+    async def one(c: Client, i: int) -> None:
+        terminal = i % 2 == 1
+        status, out, err, _ = await run_exec(
+            c, "c1", f"p{i}", ["/bin/sh", "-c", f"seq 1 {5000 + i}; echo e{i} >&2; exit {i}"],
+            terminal=terminal, env=["PATH=/bin"])
+        nl = b"\r\n" if terminal else b"\n"
+        expected = b"".join(b"%d%s" % (n, nl) for n in range(1, 5001 + i))
+        if terminal:
+            assert (status, out, err) == (i, expected + b"e%d\r\n" % i, b"")
+        else:
+            assert (status, out, err) == (i, expected, b"e%d\n" % i)
+
+    async def body():
+        async with Client(agent.address, "test") as c, container(c, "c1", rootfs):
+            await asyncio.gather(*(one(c, i) for i in range(30)))
+
+    run(body())
