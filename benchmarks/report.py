@@ -74,6 +74,46 @@ def rows(data: dict) -> list[list[str]]:
         add("pause + resume, p50", s[OURS]["p50_ms"], s.get(REF, {}).get("p50_ms"), " ms", ratio,
             ">= 10x; agent <= 0.5 ms", None if ratio is None else (ratio >= 10 and agent <= 0.5),
             agent)
+    if "density" in r:
+        ours_rows = r["density"].get(OURS, [])
+        ref_rows = r["density"].get(REF, [])
+        ref_per = next((x["per_task_kib"] for x in reversed(ref_rows) if x["tasks"]), None)
+        for row in ours_rows:
+            n = row["tasks"]
+            ref_row = next((x for x in ref_rows if x["tasks"] == n), None)
+            add(f"PSS of daemon(s), {n} running tasks", row["pss_kib"] / 1024,
+                ref_row["pss_kib"] / 1024 if ref_row else None, " MiB", None,
+                "fixed <= 40 MiB" if n == 0 else "", (row["pss_kib"] <= 40 * 1024) if n == 0 else None)
+        last = ours_rows[-1] if ours_rows else None
+        if last and last["tasks"]:
+            per = last["per_task_kib"]
+            add(f"PSS per running task ({last['tasks']} tasks; containerd: per shim)", per,
+                ref_per, " KiB", _ratio(ref_per, per), "<= 32 KiB", per <= 32)
+        for row in ours_rows:
+            if not row["metrics"]:
+                continue
+            n = row["tasks"]
+            ref_row = next((x for x in ref_rows if x["tasks"] == n and x["metrics"]), None)
+            ref_ms = ref_row["metrics"]["p50_ms"] if ref_row else None
+            ours_ms = row["metrics"]["p50_ms"]
+            add(f"Metrics of all {n} tasks, p50", ours_ms, ref_ms, " ms", _ratio(ref_ms, ours_ms),
+                "<= 30 ms" if n >= 1000 else "", (ours_ms <= 30) if n >= 1000 else None)
+        if ref_rows and ref_rows[-1]["metrics"]:
+            n = ref_rows[-1]["tasks"]
+            add(f"Metrics of all {n} tasks (containerd), p50", None,
+                ref_rows[-1]["metrics"]["p50_ms"], " ms", None, "", None)
+    if "cold_start" in r:
+        c = r["cold_start"]
+        ours, ref = c[OURS]["p50_ms"], c.get(REF, {}).get("p50_ms")
+        add("cold start to first answered call, p50", ours, ref, " ms", _ratio(ref, ours), "", None)
+    if "tar" in r:
+        t = r["tar"]["mb_per_s"]
+        size = r["tar"]["tree_bytes"] / 1e6
+        add(f"tar diff of a {size:.0f} MB tree (ref: GNU tar)", t["diff"], t["gnu_diff"], " MB/s",
+            _ratio(t["gnu_diff"], t["diff"], True), ">= GNU tar", t["diff"] >= t["gnu_diff"])
+        add(f"tar apply of a {size:.0f} MB tree (ref: GNU tar)", t["apply"], t["gnu_apply"],
+            " MB/s", _ratio(t["gnu_apply"], t["apply"], True), ">= GNU tar",
+            t["apply"] >= t["gnu_apply"])
     for extra in data.get("extra_rows", []):
         out.append(extra)
     return out

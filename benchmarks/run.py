@@ -25,9 +25,13 @@ from benchmarks import daemons, report, scenarios, stats
 from benchmarks.scenarios import NS
 
 QUICK = {"lifecycle_rounds": 40, "floor_rounds": 200, "throughput_seconds": 3.0,
-         "exec_rounds": 40, "pause_rounds": 40, "exit_rounds": 20}
+         "exec_rounds": 40, "pause_rounds": 40, "exit_rounds": 20,
+         "density_ours": [0, 20, 100], "density_ref": [0, 10], "metrics_rounds": 5,
+         "cold_rounds": 3, "tar_quick": True}
 FULL = {"lifecycle_rounds": 200, "floor_rounds": 2000, "throughput_seconds": 10.0,
-        "exec_rounds": 200, "pause_rounds": 200, "exit_rounds": 100}
+        "exec_rounds": 200, "pause_rounds": 200, "exit_rounds": 100,
+        "density_ours": [0, 100, 1000], "density_ref": [0, 50], "metrics_rounds": 20,
+        "cold_rounds": 10, "tar_quick": False}
 
 
 def progress(msg: str) -> None:
@@ -166,6 +170,95 @@ class Bench:
         self.results["throughput"] = out
 
 
+    async def density(self) -> None:
+        """PSS of each daemon (agent + supervisor; containerd + shims) with N running sleep
+        tasks, and the time of one Metrics call for all of them at each N."""
+        out: dict = {}
+        for d in self.targets():
+            counts = self.cfg["density_ours"] if d is self.ours else self.cfg["density_ref"]
+            client = Client(d.address, NS)
+            running = 0
+            rows = []
+            try:
+                for n in counts:
+                    while running < n:
+                        batch = min(8, n - running)
+                        await asyncio.gather(*(scenarios.start_sleeper(
+                            client, f"dn-{running + i}", self.rootfs, d.runtime_root())
+                            for i in range(batch)))
+                        running += batch
+                        progress(f"density: {running}/{n} tasks on {d.name}")
+                    await asyncio.sleep(1.0)  # let start-up allocations settle
+                    pss = sum(_pss_kib(pid) for pid in d.pids())
+                    times = []
+                    for _ in range(self.cfg["metrics_rounds"] if n else 0):
+                        t0 = time.perf_counter()
+                        got = await client.metrics([])
+                        times.append(time.perf_counter() - t0)
+                        assert len(got) == n, f"Metrics returned {len(got)} of {n} tasks"
+                    rows.append({"tasks": n, "pss_kib": pss,
+                                 "metrics": stats.summary_ms(times) if times else None})
+            finally:
+                progress(f"density: removing {running} tasks on {d.name}")
+                for i in range(0, running, 16):
+                    await asyncio.gather(*(scenarios.stop_and_remove(client, f"dn-{j}")
+                                           for j in range(i, min(i + 16, running))))
+                await client.close()
+            base = rows[0]["pss_kib"]
+            for r in rows:
+                r["per_task_kib"] = (r["pss_kib"] - base) / r["tasks"] if r["tasks"] else None
+            out[d.name] = rows
+        self.results["density"] = out
+
+    def cold_start(self) -> None:
+        """Seconds from starting each daemon to its first answered call."""
+        out: dict = {}
+        for cls in [daemons.OurAgent] + ([daemons.Containerd] if self.reference else []):
+            times = []
+            for i in range(self.cfg["cold_rounds"]):
+                progress(f"cold start: {cls.name} {i + 1}/{self.cfg['cold_rounds']}")
+                d = cls()
+                try:
+                    t0 = time.perf_counter()
+                    d.start()
+                    asyncio.run(_first_call(d.address))
+                    times.append(time.perf_counter() - t0)
+                finally:
+                    d.stop()
+                    d.cleanup()
+            out[cls.name] = stats.summary_ms(times)
+        self.results["cold_start"] = out
+
+    def tar(self) -> None:
+        """Native tar diff/apply against GNU tar on the same tree (benchmarks/bench_tar.py)."""
+        progress("tar: building the tree and timing diff/apply against GNU tar")
+        result = os.path.join(tempfile.mkdtemp(prefix="bench-tar-"), "tar.json")
+        cmd = [sys.executable, os.path.join(os.path.dirname(__file__), "bench_tar.py"),
+               "--json", result] + (["--quick"] if self.cfg["tar_quick"] else [])
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        with open(result) as f:
+            self.results["tar"] = json.load(f)
+        import shutil
+
+        shutil.rmtree(os.path.dirname(result), ignore_errors=True)
+
+
+async def _first_call(address: str) -> None:
+    async with Client(address, NS) as client:
+        await client.server_version()
+
+
+def _pss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def _throughput(address: str, rootfs: str, runc_root: str, clients: int, seconds: float) -> dict:
     """Lifecycles per second with `clients` concurrent clients, spread over processes so the
     client side is not the bottleneck of one Python interpreter."""
@@ -208,7 +301,8 @@ def _throughput_worker(address, rootfs, runc_root, k, seconds, deadline, prefix)
     return asyncio.run(main())
 
 
-SCENARIOS = ["floor", "lifecycle", "throughput", "exit_wait", "exec", "pause"]
+SCENARIOS = ["floor", "lifecycle", "throughput", "exit_wait", "exec", "pause", "density",
+             "cold_start", "tar"]
 
 
 async def _main(args: argparse.Namespace) -> dict:
@@ -224,9 +318,10 @@ async def _main(args: argparse.Namespace) -> dict:
             if name not in only:
                 continue
             fn = getattr(bench, name)
-            result = fn()
-            if asyncio.iscoroutine(result):
-                await result
+            if name in ("throughput", "cold_start", "tar"):  # they run their own loops/processes
+                await asyncio.get_running_loop().run_in_executor(None, fn)
+            else:
+                await fn()
         return {"machine": machine(), "quick": args.quick, "config": cfg,
                 "reference": reference is not None, "results": bench.results}
     finally:
