@@ -317,3 +317,41 @@ def test_concurrent_execs_keep_their_output_apart(agent, rootfs):
             await asyncio.gather(*(one(c, i) for i in range(30)))
 
     run(body())
+
+
+def _session_tty(pid: int) -> tuple[int, int, int, int]:
+    """(pid, session id, controlling tty number, foreground process group) from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return pid, int(fields[3]), int(fields[4]), int(fields[5])
+
+
+def test_a_terminal_is_the_controlling_terminal(agent, rootfs):
+    """terminal=true, for the init and for an exec: a session of its own whose controlling
+    terminal is the pty (setsid + TIOCSCTTY); ResizePty sets the pty's size."""
+
+    async def body():
+        async with Client(agent.address, "test") as c:
+            fifos = FifoSet("c1", stderr=False)
+            try:
+                init = await start_container(c, "c1", ["/bin/sh"], rootfs, fifos=fifos,
+                                             terminal=True)
+                reader = asyncio.ensure_future(fifos.read(fifos.stdout))
+                pid, sid, tty_nr, tpgid = _session_tty(init)
+                assert (sid, tpgid) == (pid, pid) and tty_nr != 0
+                t_fifos, t_pid = await start_exec(c, "c1", "t1", ["/bin/sleep", "3600"],
+                                                  terminal=True)
+                t_fifos.close()
+                pid, sid, exec_tty, tpgid = _session_tty(t_pid)
+                assert (sid, tpgid) == (pid, pid) and exec_tty not in (0, tty_nr)
+                await c.resize("c1", 132, 43)
+                wfd = fifos.open_stdin()
+                os.write(wfd, b"stty size; exit 6\n")
+                assert (await asyncio.wait_for(c.wait("c1"), 5)).exit_status == 6
+                assert b"\r\n43 132\r\n" in await asyncio.wait_for(reader, 5)
+                assert (await c.wait("c1", "t1")).exit_status == 137  # ended with its init
+            finally:
+                fifos.close()
+                await remove(c, "c1")
+
+    run(body())
