@@ -182,18 +182,26 @@ def test_init_exit_ends_every_exec(agent, rootfs, pidns):
             for eid in ("e1", "e2"):
                 fifos, pids[eid] = await start_exec(c, "c1", eid, ["/bin/sleep", "3600"])
                 fifos.close()
-            waits = [asyncio.ensure_future(c.wait("c1", e)) for e in ("e1", "e2", "")]
+            # e3 is never started: once the init is gone it never can be, and its Wait ends
+            # with containerd's unknown exit status.
+            await c.exec("c1", "e3", process_spec(["/bin/true"]))
+            waits = [asyncio.ensure_future(c.wait("c1", e)) for e in ("e1", "e2", "e3", "")]
+            await asyncio.sleep(0.1)
             await c.kill("c1", 9)  # the init only
             done = await asyncio.wait_for(asyncio.gather(*waits), 5)
-            assert [w.exit_status for w in done] == [137, 137, 137]
+            assert [w.exit_status for w in done] == [137, 137, 255, 137]
             for eid in ("e1", "e2"):
                 assert (await c.get("c1", eid)).status == 3
                 assert (await c.delete_process("c1", eid)).exit_status == 137
                 assert await settle(lambda p=pids[eid]: state_of(p) is None)
+            e3 = await c.get("c1", "e3")
+            assert (e3.status, e3.pid, e3.exit_status) == (3, 0, 255)
+            assert await code_of(c.start("c1", "e3")) == grpc.StatusCode.FAILED_PRECONDITION
+            assert (await c.delete_process("c1", "e3")).exit_status == 255
             await log.mark()
             exits = [(m.id, m.pid) for t, m in log.of("c1") if t == "/tasks/exit"]
             assert sorted(exits[:2]) == sorted([("e1", pids["e1"]), ("e2", pids["e2"])])
-            assert exits[2:] == [("c1", init)]
+            assert exits[2:] == [("c1", init)]  # none for e3, which never ran
 
     run(body())
 
@@ -303,6 +311,10 @@ def test_delete_process_and_kill_rules(agent, rootfs):
             e = await error_of(c.delete_process("c1", "e1"))
             assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
             assert (await c.get("c1", "e1")).status == 2
+            assert state_of(pid) == "S"
+            for bad in (0, 65, 1000):
+                e = await error_of(c.kill("c1", bad, exec_id="e1"))
+                assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, bad
             assert state_of(pid) == "S"
             await c.kill("c1", 9, exec_id="e1")
             assert (await c.wait("c1", "e1")).exit_status == 137
@@ -439,14 +451,15 @@ def test_task_delete_after_exit_takes_its_execs(agent, rootfs):
                 fifos, pid = await start_exec(c, "c1", "e1", ["/bin/sleep", "3600"])
                 fifos.close()
                 await c.exec("c1", "e2", process_spec(["/bin/true"]))
-                never = asyncio.ensure_future(c.wait("c1", "e2"))
                 await c.kill("c1", 9)
                 assert (await c.wait("c1")).exit_status == 137
+                # e3 is made after the exit: refused, so only e1 and e2 remain to take.
+                assert await code_of(c.exec("c1", "e3", process_spec(["/bin/true"]))) == \
+                    grpc.StatusCode.FAILED_PRECONDITION
                 assert (await c.delete_task("c1")).exit_status == 137
                 assert state_of(pid) is None
-                with pytest.raises(grpc.aio.AioRpcError) as info:
-                    await asyncio.wait_for(never, 5)
-                assert info.value.code() == grpc.StatusCode.NOT_FOUND
+                assert await code_of(c.get("c1", "e1")) == grpc.StatusCode.NOT_FOUND
+                assert await code_of(c.get("c1", "e2")) == grpc.StatusCode.NOT_FOUND
             finally:
                 await remove(c, "c1")
 

@@ -19,7 +19,7 @@ from agent.runtime.native import protocol as P
 from agent.runtime.native import spec as specmod
 from agent.runtime.native.process import NativeProcess, check_signal
 from agent.runtime.native.supervisor import SupervisorError
-from agent.runtime.task import IO, Exit, ProcessInfo, Status, Task
+from agent.runtime.task import IO, UNKNOWN_EXIT_STATUS, Exit, ProcessInfo, Status, Task
 
 if TYPE_CHECKING:
     from agent.runtime.native.runtime import NativeRuntime
@@ -91,6 +91,13 @@ class ExecProcess(NativeProcess):
             return
         await super().close_io()
 
+    def abandon(self, at_ns: int) -> None:
+        """The task's init exited before this exec was started: it never can be now, so it
+        ends here, with containerd's unknown exit status (no /tasks/exit: it never ran)."""
+        if self.pid or self.exit is not None or self._starting:
+            return
+        self.on_exit(Exit(0, UNKNOWN_EXIT_STATUS, at_ns), publish=False)
+
     def _mark_gone(self) -> None:
         if not self._gone.done():
             self._gone.set_result(None)
@@ -110,7 +117,7 @@ class ExecProcess(NativeProcess):
             # Never started: nothing runs; anyone waiting learns it will never exit.
             self._abort_waiters(NotFound(f"process {self.id} was deleted before it started"))
             self.task.remove_exec(self.id)
-            return Exit(0, 0, time.time_ns())
+            return self.exit or Exit(0, 0, time.time_ns())
         if self.start_failed and not self._gone.done():
             try:
                 await asyncio.wait_for(asyncio.shield(self._gone), REAP_WAIT)
@@ -178,6 +185,11 @@ class NativeTask(NativeProcess, Task):
             for hook in self.runtime.exit_hooks:
                 hook(self)
         super().on_exit(exit, publish=publish and not self.start_failed)
+        if self.exit is not None:  # recorded (not held back while Start answers)
+            # Running execs were killed with the init (the supervisor reported their exits
+            # first); the ones never started would otherwise leave their Waits hanging.
+            for ex in list(self.execs.values()):
+                ex.abandon(self.exit.timestamp_ns)
 
     def exited(self) -> None:
         self.persist()
