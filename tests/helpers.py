@@ -116,3 +116,41 @@ def leftovers(agent: Any, namespace: str, cid: str, pid: int | None = None) -> l
 def read_file(path: str) -> str:
     with open(path) as f:
         return f.read()
+
+
+MARK_TOPIC = "/test/mark"
+
+
+async def collect_events(client: Client, filters: list[str], sink: list,
+                         ready: asyncio.Event) -> None:
+    """Read Events.Subscribe into sink; `ready` is set once the agent has registered the
+    subscription (a marker published after that has come back), with sink emptied."""
+    from agent.api.containerd.services.events.v1 import events_pb2
+    from google.protobuf.any_pb2 import Any as AnyPb
+
+    stream = client.subscribe(filters)
+
+    async def pump() -> None:
+        async for env in stream:
+            if env.topic != MARK_TOPIC:
+                sink.append(env)
+            else:
+                marks.append(env)
+
+    marks: list = []
+    task = asyncio.ensure_future(pump())
+    try:
+        while not marks:
+            await client.events.Publish(events_pb2.PublishRequest(
+                topic=MARK_TOPIC, event=AnyPb(type_url="test.Mark", value=b"m")),
+                metadata=client.md())
+            for _ in range(20):
+                if marks:
+                    break
+                await asyncio.sleep(0.01)
+        sink.clear()
+        ready.set()
+        await task
+    finally:
+        stream.cancel()
+        task.cancel()

@@ -12,7 +12,7 @@ from agent.api.containerd.events import task_pb2 as ev
 from agent.api.containerd.services.tasks.v1 import tasks_pb2 as tpb
 from agent.api.runc import options_pb2
 from agent.client import Client
-from helpers import code_of, ctr, error_of, need_ctr, remove, run, start_container
+from helpers import collect_events, code_of, ctr, error_of, need_ctr, remove, run, start_container
 
 NS = "ctl"
 C = grpc.StatusCode
@@ -28,11 +28,6 @@ def _cg(agent, controller: str, cid: str, name: str) -> str:
         return f.read().strip()
 
 
-async def _collect(client: Client, sink: list, ready: asyncio.Event) -> None:
-    stream = client.subscribe([f"namespace=={NS}"])
-    ready.set()
-    async for env in stream:
-        sink.append(env)
 
 
 def test_pause_resume_through_ctr(agent, rootfs):
@@ -83,7 +78,7 @@ def test_b09_kill_all_of_a_paused_task(agent, rootfs):
         async with Client(agent.address, NS) as client:
             events: list = []
             ready = asyncio.Event()
-            sub = asyncio.ensure_future(_collect(client, events, ready))
+            sub = asyncio.ensure_future(collect_events(client, [f"namespace=={NS}"], events, ready))
             await ready.wait()
             try:
                 await start_container(client, "b9", ["/bin/sleep", "3600"], rootfs)

@@ -13,17 +13,12 @@ from agent.api.containerd.events import task_pb2 as ev
 from agent.api.containerd.services.containers.v1 import containers_pb2 as cpb
 from agent.api.containerd.services.tasks.v1 import tasks_pb2 as tpb
 from agent.client import Client, default_spec
-from helpers import code_of, error_of, leftovers, remove, run, start_container
+from helpers import collect_events, code_of, error_of, leftovers, remove, run, start_container
 
 NS = "test"
 C = grpc.StatusCode
 
 
-async def _events(client: Client, sink: list, ready: asyncio.Event) -> None:
-    stream = client.subscribe([f"namespace=={NS}"])
-    ready.set()
-    async for env in stream:
-        sink.append(env)
 
 
 def test_full_lifecycle_values(agent, rootfs):
@@ -31,7 +26,7 @@ def test_full_lifecycle_values(agent, rootfs):
         async with Client(agent.address, NS) as client:
             events: list = []
             ready = asyncio.Event()
-            sub = asyncio.ensure_future(_events(client, events, ready))
+            sub = asyncio.ensure_future(collect_events(client, [f"namespace=={NS}"], events, ready))
             await ready.wait()
             await client.create_container("l1", default_spec(["/bin/sh", "-c", "exit 3"], rootfs,
                                                               namespace=NS, id="l1"))
@@ -90,7 +85,7 @@ def test_b05_start_twice_create_twice(agent, rootfs):
         async with Client(agent.address, NS) as client:
             events: list = []
             ready = asyncio.Event()
-            sub = asyncio.ensure_future(_events(client, events, ready))
+            sub = asyncio.ensure_future(collect_events(client, [f"namespace=={NS}"], events, ready))
             await ready.wait()
             try:
                 pid = await start_container(client, "b5", ["/bin/sleep", "3600"], rootfs)
@@ -124,7 +119,7 @@ def test_b08_delete_running_paused_created(agent, rootfs):
         async with Client(agent.address, NS) as client:
             events: list = []
             ready = asyncio.Event()
-            sub = asyncio.ensure_future(_events(client, events, ready))
+            sub = asyncio.ensure_future(collect_events(client, [f"namespace=={NS}"], events, ready))
             await ready.wait()
             try:
                 pid = await start_container(client, "b8", ["/bin/sleep", "3600"], rootfs)
@@ -164,7 +159,7 @@ def test_b14_exit_status_convention(agent, rootfs):
         async with Client(agent.address, NS) as client:
             events: list = []
             ready = asyncio.Event()
-            sub = asyncio.ensure_future(_events(client, events, ready))
+            sub = asyncio.ensure_future(collect_events(client, [f"namespace=={NS}"], events, ready))
             await ready.wait()
             try:
                 await start_container(client, "a", ["/bin/sh", "-c", "exit 3"], rootfs)

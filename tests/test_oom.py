@@ -7,18 +7,13 @@ import os
 
 from agent.api.containerd.events import task_pb2 as ev
 from agent.client import Client
-from helpers import remove, run, start_container
+from helpers import collect_events, remove, run, start_container
 
 NS = "oom"
 LIMIT = 32 * 1024 * 1024
 HOG = ["/bin/sh", "-c", "a=x; while :; do a=$a$a; done"]
 
 
-async def _collect(client: Client, sink: list, ready: asyncio.Event) -> None:
-    stream = client.subscribe([f"namespace=={NS}"])
-    ready.set()
-    async for env in stream:
-        sink.append(env)
 
 
 def _decoded(events: list) -> list[tuple[str, str, int]]:
@@ -43,7 +38,7 @@ def test_b15_oom_kill_then_exit(agent, rootfs):
         async with Client(agent.address, NS) as client:
             events: list = []
             ready = asyncio.Event()
-            sub = asyncio.ensure_future(_collect(client, events, ready))
+            sub = asyncio.ensure_future(collect_events(client, [f"namespace=={NS}"], events, ready))
             await ready.wait()
             try:
                 await start_container(client, "o1", HOG, rootfs, resources=resources)
