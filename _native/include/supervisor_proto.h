@@ -40,8 +40,9 @@ enum {
     SV_RESIZE = 6,      /* KEY, WIDTH, HEIGHT */
     SV_CLOSE_STDIN = 7, /* KEY */
     SV_FORGET = 8,      /* KEY: drop an exited or never-started process and its fds */
-    SV_LIST = 9,        /* <- PROC records */
+    SV_LIST = 9,        /* CURSOR -> PROC records and the next CURSOR while more are left */
     SV_SHUTDOWN = 10,   /* FORCE: kill every process first; otherwise refused while any lives */
+    SV_ACK_EXIT = 11,   /* KEY: the agent has published this exit (LIST reports it after) */
     SV_REPLY = 64,      /* ERRNO (0 = ok), ERRMSG, results */
     SV_EV_EXIT = 65,    /* KEY, PID, WAIT_STATUS, EXIT_CODE, EXITED_AT */
 };
@@ -67,6 +68,9 @@ enum {
     T_STATE = 23,     /* SV_STATE_* */
     T_PROC = 24,      /* nested: KEY, PID, STATE, EXIT_CODE, EXITED_AT, TERMINAL, START_TIME */
     T_START_TIME = 25, /* the process's start time in clock ticks since boot (/proc/PID/stat) */
+    T_ANNOTATION = 26, /* the agent's record of the process: kept, returned by LIST */
+    T_EXIT_ACKED = 27,
+    T_CURSOR = 28,     /* LIST: where to start; in the reply, where to go on (absent: done) */
 
     /* namespaces, cgroups */
     T_CLONE_FLAGS = 30, /* namespaces to create */
@@ -121,15 +125,14 @@ enum {
     T_TERMINAL = 85,
     T_LOOPBACK_UP = 86,
 
-    /* stdio: PROC fds go to the process, HOLD fds stay with the supervisor */
-    T_STDIN_FD = 90,
-    T_STDOUT_FD = 91,
-    T_STDERR_FD = 92,
-    T_STDIN_HOLD = 93,  /* write end of the stdin fifo: a client closing it is not EOF */
-    T_STDOUT_HOLD = 94, /* read end of the stdout fifo: no EPIPE when the client goes away */
+    /* stdio: the client's fifos. The process gets pipes (or a pty) of the supervisor's,
+     * which relays them to and from these. */
+    T_STDIN_FD = 90,    /* stdin fifo, read end */
+    T_STDOUT_FD = 91,   /* stdout fifo, write end */
+    T_STDERR_FD = 92,   /* stderr fifo, write end */
+    T_STDIN_HOLD = 93,  /* stdin fifo, write end: a client closing its side is not EOF */
+    T_STDOUT_HOLD = 94, /* stdout fifo, read end: no EPIPE when the client goes away */
     T_STDERR_HOLD = 95,
-    T_STDIN_RELAY = 96, /* stdin fifo read end; the supervisor relays it into the process */
-    T_TTY_OUT = 97,     /* terminal: stdout fifo write end the relay copies the pty into */
 };
 
 enum {

@@ -59,12 +59,12 @@ static void close_others(struct spawn_config *cfg, int sync_fd, int extra)
         keep[n++] = cfg->ns_join[i].fd;
     for (i = 0; i < cfg->n_cgroup_procs; i++)
         keep[n++] = cfg->cgroup_procs[i];
-    if (cfg->stdin_fd >= 0)
-        keep[n++] = cfg->stdin_fd;
-    if (cfg->stdout_fd >= 0)
-        keep[n++] = cfg->stdout_fd;
-    if (cfg->stderr_fd >= 0)
-        keep[n++] = cfg->stderr_fd;
+    if (cfg->proc_stdin >= 0)
+        keep[n++] = cfg->proc_stdin;
+    if (cfg->proc_stdout >= 0)
+        keep[n++] = cfg->proc_stdout;
+    if (cfg->proc_stderr >= 0)
+        keep[n++] = cfg->proc_stderr;
     qsort(keep, (size_t)n, sizeof(int), cmp_int);
     for (i = 0; i < n; i++) {
         if (keep[i] > from)

@@ -135,8 +135,9 @@ int config_decode(struct spawn_config *cfg, struct sv_packet *pkt, struct nerr *
         i_gid = 0, i_rl = 0;
 
     memset(cfg, 0, sizeof(*cfg));
-    cfg->cgroup_dir = cfg->stdin_fd = cfg->stdout_fd = cfg->stderr_fd = -1;
-    cfg->stdin_hold = cfg->stdout_hold = cfg->stderr_hold = cfg->stdin_relay = cfg->tty_out = -1;
+    cfg->cgroup_dir = cfg->stdin_fifo = cfg->stdout_fifo = cfg->stderr_fifo = -1;
+    cfg->stdin_hold = cfg->stdout_hold = cfg->stderr_hold = -1;
+    cfg->proc_stdin = cfg->proc_stdout = cfg->proc_stderr = -1;
     if (count_fields(pkt->payload, len, &c) < 0)
         return nerr_set(e, EBADMSG, "decoding spawn request: malformed payload");
 
@@ -223,14 +224,21 @@ int config_decode(struct spawn_config *cfg, struct sv_packet *pkt, struct nerr *
         case T_WIDTH: cfg->width = (uint32_t)sv_field_u64(&f); break;
         case T_HEIGHT: cfg->height = (uint32_t)sv_field_u64(&f); break;
         case T_LOOPBACK_UP: cfg->loopback_up = (int)sv_field_u64(&f); break;
-        case T_STDIN_FD: cfg->stdin_fd = sv_take_fd(pkt, sv_field_u64(&f)); break;
-        case T_STDOUT_FD: cfg->stdout_fd = sv_take_fd(pkt, sv_field_u64(&f)); break;
-        case T_STDERR_FD: cfg->stderr_fd = sv_take_fd(pkt, sv_field_u64(&f)); break;
+        case T_STDIN_FD: cfg->stdin_fifo = sv_take_fd(pkt, sv_field_u64(&f)); break;
+        case T_STDOUT_FD: cfg->stdout_fifo = sv_take_fd(pkt, sv_field_u64(&f)); break;
+        case T_STDERR_FD: cfg->stderr_fifo = sv_take_fd(pkt, sv_field_u64(&f)); break;
+        case T_ANNOTATION:
+            cfg->annotation = arena_alloc(&a, f.len + 1);
+            if (!cfg->annotation) {
+                fail = 1;
+                break;
+            }
+            memcpy(cfg->annotation, f.val, f.len);
+            cfg->annotation_len = f.len;
+            break;
         case T_STDIN_HOLD: cfg->stdin_hold = sv_take_fd(pkt, sv_field_u64(&f)); break;
         case T_STDOUT_HOLD: cfg->stdout_hold = sv_take_fd(pkt, sv_field_u64(&f)); break;
         case T_STDERR_HOLD: cfg->stderr_hold = sv_take_fd(pkt, sv_field_u64(&f)); break;
-        case T_STDIN_RELAY: cfg->stdin_relay = sv_take_fd(pkt, sv_field_u64(&f)); break;
-        case T_TTY_OUT: cfg->tty_out = sv_take_fd(pkt, sv_field_u64(&f)); break;
         default: break;
         }
     }
@@ -275,9 +283,9 @@ void config_close_child_fds(struct spawn_config *cfg)
     cfg->n_cgroup_procs = 0;
     cfg->n_ns_join = 0;
     close_fd(&cfg->cgroup_dir);
-    close_fd(&cfg->stdin_fd);
-    close_fd(&cfg->stdout_fd);
-    close_fd(&cfg->stderr_fd);
+    close_fd(&cfg->proc_stdin);
+    close_fd(&cfg->proc_stdout);
+    close_fd(&cfg->proc_stderr);
 }
 
 void config_free(struct spawn_config *cfg)
@@ -286,8 +294,9 @@ void config_free(struct spawn_config *cfg)
     close_fd(&cfg->stdin_hold);
     close_fd(&cfg->stdout_hold);
     close_fd(&cfg->stderr_hold);
-    close_fd(&cfg->stdin_relay);
-    close_fd(&cfg->tty_out);
+    close_fd(&cfg->stdin_fifo);
+    close_fd(&cfg->stdout_fifo);
+    close_fd(&cfg->stderr_fifo);
     free(cfg->arena);
     cfg->arena = NULL;
 }

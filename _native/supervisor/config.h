@@ -89,10 +89,13 @@ struct spawn_config {
     uint32_t width, height;
     int loopback_up;
 
-    /* fds: -1 when absent */
-    int stdin_fd, stdout_fd, stderr_fd;
+    /* The client's fifos (-1 when absent): relayed by the supervisor. */
+    int stdin_fifo, stdout_fifo, stderr_fifo;
     int stdin_hold, stdout_hold, stderr_hold;
-    int stdin_relay, tty_out;
+    /* The process's own ends, pipes the supervisor makes before cloning (-1: /dev/null). */
+    int proc_stdin, proc_stdout, proc_stderr;
+    char *annotation;
+    size_t annotation_len;
 };
 
 /* Decode payload into cfg, taking the referenced fds out of pkt. */

@@ -131,195 +131,215 @@ static pid_t clone3_pidfd(uint64_t flags, int cgroup_fd, int *pidfd)
     return (pid_t)syscall(SYS_clone3, &args, sizeof(args));
 }
 
-/* Before cloning: a process whose stdin is relayed reads it from a pipe of ours, so that
- * CloseIO can always deliver EOF. Returns the pipe's write end (or -1). */
-static int prepare_stdin_pipe(struct spawn_config *cfg, struct nerr *e)
+/* What a spawn needs besides its config: the sync socket, and the far ends of the pipes the
+ * process gets as its stdio (the relay copies between them and the client's fifos). */
+struct spawn {
+    int sv[2];
+    struct relay_fds rf;
+};
+
+static void spawn_init(struct spawn *sp)
 {
-    int fds[2];
-    if (cfg->stdin_relay < 0 || cfg->terminal)
-        return -1;
-    if (pipe2(fds, O_CLOEXEC) < 0) {
-        nerr_sys(e, errno, "creating the stdin pipe");
-        return -2;
-    }
-    if (cfg->stdin_fd >= 0)
-        close(cfg->stdin_fd);
-    cfg->stdin_fd = fds[0];
-    return fds[1];
+    sp->sv[0] = sp->sv[1] = -1;
+    memset(&sp->rf, 0, sizeof(sp->rf));
+    sp->rf.in_src = sp->rf.in_dst = sp->rf.out_src = sp->rf.out_dst = -1;
+    sp->rf.err_src = sp->rf.err_dst = -1;
 }
 
-/* Common tail of CREATE and EXEC in the parent: record the child and watch it. */
-static void adopt_child(struct proc *p, struct spawn_config *cfg, pid_t pid, int pidfd, int sync_fd,
-                        int stdin_pipe)
+static void close_fd(int *fd)
+{
+    if (*fd >= 0) {
+        close(*fd);
+        *fd = -1;
+    }
+}
+
+/* In the parent, everything the relay does not own yet. */
+static void spawn_cleanup(struct spawn *sp)
+{
+    close_fd(&sp->sv[0]);
+    close_fd(&sp->sv[1]);
+    close_fd(&sp->rf.in_src);
+    close_fd(&sp->rf.in_dst);
+    close_fd(&sp->rf.out_src);
+    close_fd(&sp->rf.out_dst);
+    close_fd(&sp->rf.err_src);
+    close_fd(&sp->rf.err_dst);
+}
+
+/* A pipe for one stdio stream: `proc_end` goes to the process, `ours` to the relay. */
+static int stdio_pipe(int *proc_end, int *ours, int proc_reads, struct nerr *e)
+{
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) < 0)
+        return nerr_sys(e, errno, "creating a stdio pipe");
+    *proc_end = proc_reads ? fds[0] : fds[1];
+    *ours = proc_reads ? fds[1] : fds[0];
+    return 0;
+}
+
+static int spawn_prepare(struct spawn *sp, struct spawn_config *cfg, struct nerr *e)
+{
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp->sv) < 0)
+        return nerr_sys(e, errno, "creating the sync socket");
+    sp->rf.terminal = cfg->terminal;
+    /* The fifos move to the relay; the process gets our pipes (or, later, its pty). */
+    sp->rf.in_src = cfg->stdin_fifo;
+    sp->rf.out_dst = cfg->stdout_fifo;
+    sp->rf.err_dst = cfg->stderr_fifo;
+    cfg->stdin_fifo = cfg->stdout_fifo = cfg->stderr_fifo = -1;
+    if (cfg->terminal)
+        return 0;
+    if (sp->rf.in_src >= 0 && stdio_pipe(&cfg->proc_stdin, &sp->rf.in_dst, 1, e) < 0)
+        return -1;
+    if (sp->rf.out_dst >= 0 && stdio_pipe(&cfg->proc_stdout, &sp->rf.out_src, 0, e) < 0)
+        return -1;
+    if (sp->rf.err_dst >= 0 && stdio_pipe(&cfg->proc_stderr, &sp->rf.err_src, 0, e) < 0)
+        return -1;
+    return 0;
+}
+
+/* In the child: only the sync socket's child end and its config's fds are its own. */
+static void spawn_child_side(struct spawn *sp)
+{
+    close_fd(&sp->sv[0]);
+    sp->sv[1] = -1; /* kept by the child */
+    spawn_cleanup(sp);
+}
+
+/* Common tail of CREATE and EXEC in the parent: record the child, start its relay, watch it.
+ * Takes the sync socket and the relay's fds from sp. */
+static void adopt_child(struct proc *p, struct spawn_config *cfg, struct spawn *sp, pid_t pid,
+                        int pidfd)
 {
     proc_set_pid(p, pid);
     p->pidfd = pidfd;
-    p->sync_fd = sync_fd;
+    p->sync_fd = sp->sv[0];
+    sp->sv[0] = -1;
     p->terminal = cfg->terminal;
     p->stdin_hold = cfg->stdin_hold;
     p->stdout_hold = cfg->stdout_hold;
     p->stderr_hold = cfg->stderr_hold;
-    p->stdin_relay = cfg->stdin_relay;
-    p->tty_out = cfg->tty_out;
-    cfg->stdin_hold = cfg->stdout_hold = cfg->stderr_hold = cfg->stdin_relay = cfg->tty_out = -1;
-    if (stdin_pipe >= 0) {
-        p->relay = relay_new_stdin(p, p->stdin_relay, stdin_pipe);
-        if (p->relay)
-            p->stdin_relay = -1;
-        else
-            close(stdin_pipe);
+    cfg->stdin_hold = cfg->stdout_hold = cfg->stderr_hold = -1;
+    if (cfg->annotation_len && (p->annotation = malloc(cfg->annotation_len)) != NULL) {
+        memcpy(p->annotation, cfg->annotation, cfg->annotation_len);
+        p->annotation_len = cfg->annotation_len;
     }
+    p->relay = relay_new(p, &sp->rf);
+    if (p->relay)
+        spawn_init(sp); /* the relay owns them now */
     loop_add(pidfd, EPOLLIN, &p->w_pidfd);
-    loop_add(sync_fd, EPOLLIN, &p->w_sync);
+    loop_add(p->sync_fd, EPOLLIN, &p->w_sync);
+}
+
+static void refuse(struct sv_packet *pkt, struct spawn_config *cfg, struct spawn *sp, int code,
+                   const char *msg)
+{
+    link_reply_error(pkt->hdr.id, code, msg);
+    spawn_cleanup(sp);
+    config_free(cfg);
+}
+
+/* The parent could not keep a child it just made: stop it. */
+static void abandon_child(pid_t pid, int pidfd)
+{
+    syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+    waitpid(pid, NULL, 0);
+    close(pidfd);
 }
 
 static void handle_create(struct sv_packet *pkt)
 {
     struct spawn_config cfg;
+    struct spawn sp;
     struct nerr e;
     struct proc *p;
-    int sv[2], pidfd = -1, stdin_pipe;
+    int pidfd = -1;
     pid_t pid;
 
+    spawn_init(&sp);
     if (config_decode(&cfg, pkt, &e) < 0) {
         link_reply_error(pkt->hdr.id, e.code, e.msg);
         return;
     }
-    if (proc_by_key(cfg.key)) {
-        link_reply_error(pkt->hdr.id, EEXIST, "a process with this key exists");
-        config_free(&cfg);
-        return;
-    }
-    stdin_pipe = prepare_stdin_pipe(&cfg, &e);
-    if (stdin_pipe == -2 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
-        if (stdin_pipe != -2)
-            nerr_sys(&e, errno, "creating the sync socket");
-        if (stdin_pipe >= 0)
-            close(stdin_pipe);
-        link_reply_error(pkt->hdr.id, e.code, e.msg);
-        config_free(&cfg);
-        return;
-    }
+    if (proc_by_key(cfg.key))
+        return refuse(pkt, &cfg, &sp, EEXIST, "a process with this key exists");
+    if (spawn_prepare(&sp, &cfg, &e) < 0)
+        return refuse(pkt, &cfg, &sp, e.code, e.msg);
     pid = clone3_pidfd(cfg.clone_flags & NS_MASK, cfg.cgroup_dir, &pidfd);
     if (pid == 0) {
-        close(sv[0]);
-        if (stdin_pipe >= 0)
-            close(stdin_pipe);
-        child_init_main(&cfg, sv[1]);
+        int sync_fd = sp.sv[1];
+        spawn_child_side(&sp);
+        child_init_main(&cfg, sync_fd);
     }
-    close(sv[1]);
     if (pid < 0) {
         nerr_sys(&e, errno, "clone3 of the container init");
-        link_reply_error(pkt->hdr.id, e.code, e.msg);
-        close(sv[0]);
-        if (stdin_pipe >= 0)
-            close(stdin_pipe);
-        config_free(&cfg);
-        return;
+        return refuse(pkt, &cfg, &sp, e.code, e.msg);
     }
+    close_fd(&sp.sv[1]);
     p = proc_new(cfg.key, cfg.key);
     if (!p) {
-        /* Out of memory: the child is ours to stop. */
-        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-        waitpid(pid, NULL, 0);
-        close(pidfd);
-        close(sv[0]);
-        if (stdin_pipe >= 0)
-            close(stdin_pipe);
-        link_reply_error(pkt->hdr.id, ENOMEM, "supervisor out of memory");
-        config_free(&cfg);
-        return;
+        abandon_child(pid, pidfd);
+        return refuse(pkt, &cfg, &sp, ENOMEM, "supervisor out of memory");
     }
     p->has_pidns = (cfg.clone_flags & CLONE_NEWPID) != 0;
-    adopt_child(p, &cfg, pid, pidfd, sv[0], stdin_pipe);
+    adopt_child(p, &cfg, &sp, pid, pidfd);
     set_pending(p, P_CREATE, pkt->hdr.id);
+    spawn_cleanup(&sp);
     config_free(&cfg);
 }
 
 static void handle_exec(struct sv_packet *pkt)
 {
     struct spawn_config cfg;
+    struct spawn sp;
     struct nerr e;
     struct proc *p, *init;
-    int sv[2], pidfd = -1, stdin_pipe;
+    int pidfd = -1;
     pid_t pid;
 
+    spawn_init(&sp);
     if (config_decode(&cfg, pkt, &e) < 0) {
         link_reply_error(pkt->hdr.id, e.code, e.msg);
         return;
     }
     init = cfg.parent_key ? proc_by_key(cfg.parent_key) : NULL;
-    if (!init || init->is_exec) {
-        link_reply_error(pkt->hdr.id, ENOENT, "the task's init process is not held here");
-        config_free(&cfg);
-        return;
-    }
-    if (init->reaped || init->state != SV_STATE_RUNNING) {
-        link_reply_error(pkt->hdr.id, ESRCH, "the task's init process is not running");
-        config_free(&cfg);
-        return;
-    }
-    if (proc_by_key(cfg.key)) {
-        link_reply_error(pkt->hdr.id, EEXIST, "a process with this key exists");
-        config_free(&cfg);
-        return;
-    }
-    stdin_pipe = prepare_stdin_pipe(&cfg, &e);
-    if (stdin_pipe == -2 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
-        if (stdin_pipe != -2)
-            nerr_sys(&e, errno, "creating the sync socket");
-        if (stdin_pipe >= 0)
-            close(stdin_pipe);
-        link_reply_error(pkt->hdr.id, e.code, e.msg);
-        config_free(&cfg);
-        return;
-    }
+    if (!init || init->is_exec)
+        return refuse(pkt, &cfg, &sp, ENOENT, "the task's init process is not held here");
+    if (init->reaped || init->state != SV_STATE_RUNNING)
+        return refuse(pkt, &cfg, &sp, ESRCH, "the task's init process is not running");
+    if (proc_by_key(cfg.key))
+        return refuse(pkt, &cfg, &sp, EEXIST, "a process with this key exists");
+    if (spawn_prepare(&sp, &cfg, &e) < 0)
+        return refuse(pkt, &cfg, &sp, e.code, e.msg);
     /* setns(CLONE_NEWPID) changes where our next child is born, not where we live. */
     if (init->has_pidns && setns(init->pidfd, CLONE_NEWPID) < 0) {
         nerr_sys(&e, errno, "entering the task's pid namespace");
-        link_reply_error(pkt->hdr.id, e.code, e.msg);
-        close(sv[0]);
-        close(sv[1]);
-        if (stdin_pipe >= 0)
-            close(stdin_pipe);
-        config_free(&cfg);
-        return;
+        return refuse(pkt, &cfg, &sp, e.code, e.msg);
     }
     pid = clone3_pidfd(0, cfg.cgroup_dir, &pidfd);
     if (pid == 0) {
-        close(sv[0]);
-        if (stdin_pipe >= 0)
-            close(stdin_pipe);
-        child_exec_main(&cfg, sv[1], init->pidfd, EXEC_NS);
+        int sync_fd = sp.sv[1];
+        spawn_child_side(&sp);
+        child_exec_main(&cfg, sync_fd, init->pidfd, EXEC_NS);
     }
     if (init->has_pidns && setns(sv_self_pidns, CLONE_NEWPID) < 0)
         fprintf(stderr, "supervisor: returning to own pid namespace: %s\n", strerror(errno));
-    close(sv[1]);
     if (pid < 0) {
         nerr_sys(&e, errno, "clone3 of the exec process");
-        link_reply_error(pkt->hdr.id, e.code, e.msg);
-        close(sv[0]);
-        if (stdin_pipe >= 0)
-            close(stdin_pipe);
-        config_free(&cfg);
-        return;
+        return refuse(pkt, &cfg, &sp, e.code, e.msg);
     }
+    close_fd(&sp.sv[1]);
     p = proc_new(cfg.key, init->key);
     if (!p) {
-        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-        waitpid(pid, NULL, 0);
-        close(pidfd);
-        close(sv[0]);
-        if (stdin_pipe >= 0)
-            close(stdin_pipe);
-        link_reply_error(pkt->hdr.id, ENOMEM, "supervisor out of memory");
-        config_free(&cfg);
-        return;
+        abandon_child(pid, pidfd);
+        return refuse(pkt, &cfg, &sp, ENOMEM, "supervisor out of memory");
     }
     p->is_exec = 1;
     p->state = SV_STATE_CREATED;
-    adopt_child(p, &cfg, pid, pidfd, sv[0], stdin_pipe);
+    adopt_child(p, &cfg, &sp, pid, pidfd);
     set_pending(p, P_EXEC, pkt->hdr.id);
+    spawn_cleanup(&sp);
     config_free(&cfg);
 }
 
@@ -386,9 +406,7 @@ static void handle_close_stdin(struct sv_packet *pkt, struct simple_req *r)
         return;
     }
     if (p->relay)
-        relay_close_stdin(p->relay);
-    else
-        p->stdin_closed = 1; /* the terminal relay is not there yet: apply when it is */
+        relay_close_stdin(p->relay); /* also covers a terminal that is not there yet */
     if (p->stdin_hold >= 0) {
         close(p->stdin_hold);
         p->stdin_hold = -1;
@@ -433,26 +451,58 @@ static void put_proc(struct sv_buf *b, struct proc *p)
         sv_put_u64(b, T_EXIT_CODE, (uint64_t)p->exit_code);
         sv_put_u64(b, T_WAIT_STATUS, (uint64_t)p->wait_status);
         sv_put_u64(b, T_EXITED_AT, (uint64_t)p->exited_at_ns);
+        sv_put_u64(b, T_EXIT_ACKED, (uint64_t)p->exit_acked);
     }
+    if (p->annotation_len)
+        sv_put_bytes(b, T_ANNOTATION, p->annotation, p->annotation_len);
     sv_nest_end(b, mark);
 }
+
+/* Replies stay well under a socket buffer: a long list comes in pages. */
+#define LIST_PAGE_BYTES (96 * 1024)
 
 static void handle_list(struct sv_packet *pkt)
 {
     struct sv_buf b = {0};
+    struct sv_iter it;
+    struct sv_field f;
     struct proc *p;
+    uint64_t cursor = 0, index = 0;
+
+    sv_iter_init(&it, pkt->payload, pkt->hdr.length);
+    while (sv_iter_next(&it, &f) > 0)
+        if (f.tag == T_CURSOR)
+            cursor = sv_field_u64(&f);
     sv_buf_start(&b, SV_REPLY, pkt->hdr.id);
     sv_put_u64(&b, T_ERRNO, 0);
-    for (p = proc_first(); p; p = p->all_next)
-        if (!p->spawn_failed && p->pending != P_CREATE)
-            put_proc(&b, p);
-    if (b.len > SV_MAX_PACKET) {
-        sv_buf_free(&b);
-        link_reply_error(pkt->hdr.id, E2BIG, "process list too large for one packet");
-        return;
+    for (p = proc_first(); p; p = p->all_next) {
+        if (p->spawn_failed || p->pending == P_CREATE)
+            continue;
+        if (index++ < cursor)
+            continue;
+        if (b.len > LIST_PAGE_BYTES) {
+            sv_put_u64(&b, T_CURSOR, index - 1);
+            break;
+        }
+        put_proc(&b, p);
     }
     link_send(&b);
     sv_buf_free(&b);
+}
+
+static void handle_ack_exit(struct sv_packet *pkt, struct simple_req *r)
+{
+    struct proc *p = proc_by_key(r->key);
+    if (!p) {
+        link_reply_error(pkt->hdr.id, ENOENT, "no such process");
+        return;
+    }
+    if (!p->reaped) {
+        link_reply_error(pkt->hdr.id, EBUSY, "the process has not exited");
+        return;
+    }
+    p->exit_acked = 1;
+    reply_ok(pkt->hdr.id);
 }
 
 static void handle_hello(struct sv_packet *pkt)
@@ -511,6 +561,7 @@ void handle_packet(struct sv_packet *pkt)
     case SV_CLOSE_STDIN: handle_close_stdin(pkt, &r); return;
     case SV_FORGET: handle_forget(pkt, &r); return;
     case SV_SHUTDOWN: handle_shutdown(pkt, &r); return;
+    case SV_ACK_EXIT: handle_ack_exit(pkt, &r); return;
     default: link_reply_error(pkt->hdr.id, EOPNOTSUPP, "unknown request type"); return;
     }
 }
@@ -597,15 +648,9 @@ void handle_sync(struct proc *p)
             settle(p, p->exec_error_code, m.msg);
             break;
         case CHILD_PTY:
-            if (fd >= 0 && !p->relay) {
-                p->relay = relay_new_tty(p, fd, p->stdin_relay, p->tty_out);
-                if (p->relay) {
-                    p->stdin_relay = p->tty_out = -1;
-                    if (p->stdin_closed)
-                        relay_close_stdin(p->relay);
-                } else {
+            if (fd >= 0 && p->relay && p->terminal && !relay_has_terminal(p->relay)) {
+                if (relay_attach_terminal(p->relay, p, fd) < 0)
                     close(fd);
-                }
             } else if (fd >= 0) {
                 close(fd);
             }
@@ -684,7 +729,9 @@ void maybe_notify_exit(struct proc *p)
     struct sv_buf b = {0};
     if (!p->reaped || p->exit_sent)
         return;
-    if (p->relay && !relay_done(p->relay))
+    /* A terminal's output is drained before its exit is told: the pty is gone with the
+     * process. Pipe output may outlive the exit (children still writing) and drains on. */
+    if (p->terminal && p->relay && !relay_done(p->relay))
         return;
     if (!p->is_exec && proc_live_execs(p->key) > 0)
         return;

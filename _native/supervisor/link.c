@@ -18,7 +18,7 @@ struct queued {
 
 static int client = -1;
 static uint64_t conn_id;
-static struct watch w_client = {W_CLIENT, NULL};
+static struct watch w_client = {.kind = W_CLIENT};
 static struct queued *q_head, *q_tail;
 static size_t q_bytes;
 

@@ -47,7 +47,7 @@ static int setup(int listen_fd, int *sigfd)
 {
     struct rlimit rl;
     sigset_t mask;
-    static struct watch w_listen = {W_LISTEN, NULL}, w_signal = {W_SIGNAL, NULL};
+    static struct watch w_listen = {.kind = W_LISTEN}, w_signal = {.kind = W_SIGNAL};
 
     getrlimit(RLIMIT_NOFILE, &sv_original_nofile);
     rl = sv_original_nofile;
@@ -126,10 +126,7 @@ int main(int argc, char **argv)
             case W_SIGNAL: stop = on_signals(sigfd); break;
             case W_PIDFD: reap(w->proc); break;
             case W_SYNC: handle_sync(w->proc); break;
-            case W_MASTER: case W_TTY_IN: case W_TTY_OUT: case W_STDIN_PIPE:
-                if (w->proc->relay)
-                    relay_on_event(w->proc->relay, w->kind, events[i].events);
-                break;
+            case W_CHANNEL: relay_on_event(w->channel); break;
             }
             /* A handler above may have freed a process another event points at. */
             if (w->kind == W_CLIENT || w->kind == W_SIGNAL || w->kind == W_PIDFD)

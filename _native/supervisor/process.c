@@ -96,19 +96,12 @@ int process_setup_terminal(struct spawn_config *cfg, int sync_fd, struct nerr *e
 
 int process_setup_stdio(struct spawn_config *cfg, int devnull, struct nerr *e)
 {
-    int fds[3] = {cfg->stdin_fd, cfg->stdout_fd, cfg->stderr_fd};
+    int fds[3] = {cfg->proc_stdin, cfg->proc_stdout, cfg->proc_stderr};
     int i;
-    for (i = 0; i < 3; i++) {
-        int src = fds[i] >= 0 ? fds[i] : devnull;
-        if (dup2(src, i) < 0)
+    /* Our pipes, or /dev/null where the client gave no fifo. */
+    for (i = 0; i < 3; i++)
+        if (dup2(fds[i] >= 0 ? fds[i] : devnull, i) < 0)
             return nerr_sys(e, errno, "attaching fd %d", i);
-        if (fds[i] >= 0 && fds[i] != i) {
-            int flags = fcntl(i, F_GETFL);
-            /* The agent opened fifos non-blocking so that opening never waits. */
-            if (flags >= 0 && (flags & O_NONBLOCK))
-                fcntl(i, F_SETFL, flags & ~O_NONBLOCK);
-        }
-    }
     return 0;
 }
 

@@ -9,7 +9,7 @@
 
 static struct proc *by_key[BUCKETS];
 static struct proc *by_pid[BUCKETS];
-static struct proc *all_head;
+static struct proc *all_head, *all_tail; /* in creation order */
 static int count;
 
 static unsigned hash_str(const char *s)
@@ -40,7 +40,7 @@ struct proc *proc_new(const char *key, const char *task_key)
         return NULL;
     }
     p->pidfd = p->sync_fd = -1;
-    p->stdin_hold = p->stdout_hold = p->stderr_hold = p->stdin_relay = p->tty_out = -1;
+    p->stdin_hold = p->stdout_hold = p->stderr_hold = -1;
     p->w_pidfd.kind = W_PIDFD;
     p->w_pidfd.proc = p;
     p->w_sync.kind = W_SYNC;
@@ -48,10 +48,12 @@ struct proc *proc_new(const char *key, const char *task_key)
     h = hash_str(key);
     p->next_key = by_key[h];
     by_key[h] = p;
-    p->all_next = all_head;
-    if (all_head)
-        all_head->all_prev = p;
-    all_head = p;
+    p->all_prev = all_tail;
+    if (all_tail)
+        all_tail->all_next = p;
+    else
+        all_head = p;
+    all_tail = p;
     count++;
     return p;
 }
@@ -122,6 +124,8 @@ void proc_free(struct proc *p)
         all_head = p->all_next;
     if (p->all_next)
         p->all_next->all_prev = p->all_prev;
+    else
+        all_tail = p->all_prev;
     if (p->pidfd >= 0)
         loop_del(p->pidfd);
     if (p->sync_fd >= 0)
@@ -131,11 +135,10 @@ void proc_free(struct proc *p)
     close_fd(&p->stdin_hold);
     close_fd(&p->stdout_hold);
     close_fd(&p->stderr_hold);
-    close_fd(&p->stdin_relay);
-    close_fd(&p->tty_out);
     if (p->relay)
         relay_free(p->relay);
     free(p->exec_error);
+    free(p->annotation);
     free(p->key);
     free(p->task_key);
     free(p);

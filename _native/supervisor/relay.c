@@ -1,12 +1,16 @@
 /* Stdio relays held by the supervisor, so they outlive the agent.
  *
- * Input: the client's stdin fifo -> the process (a pipe, or the pty master). Going through
- * our own pipe is what lets CloseIO deliver EOF whatever the client still holds open.
- * Output (terminals only): pty master -> the client's stdout fifo. A full fifo pauses reading
- * the master (backpressure, never loss); output ends only when the master reports that every
- * slave is closed, so the client's EOF comes after the last byte.
- * Every fd is non-blocking and watched only while there is work for it: a hung-up fd reports
- * EPOLLHUP whatever we ask for, so idle fds leave the epoll set instead of spinning. */
+ * Every process gets pipes (or a pty) of ours, never the client's fifos: a channel copies
+ * stdin fifo -> process, and process -> stdout / stderr fifo. Going through our own pipes is
+ * what lets CloseIO deliver EOF whatever the client still holds open, and what CRIU needs to
+ * reconnect a restored process (it re-attaches pipes, not fifos of another mount namespace).
+ *
+ * A full destination pauses reading the source (backpressure, never loss). An output channel
+ * ends only when its source reports EOF (every writer gone) or EIO (pty: every slave closed)
+ * and its buffer is flushed; then it closes the client's fifo, so the client's EOF comes
+ * after the last byte. Every fd is non-blocking and watched only while there is work for
+ * it: a hung-up fd reports EPOLLHUP whatever we ask for, so idle fds leave the epoll set.
+ * Each channel owns its two fds (a terminal's master is dup'ed for each use). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -17,6 +21,8 @@
 #include <unistd.h>
 
 #include "supervisor.h"
+
+#define CHANNEL_BUF 16384
 
 static void set_nonblock(int fd)
 {
@@ -49,229 +55,204 @@ static void close_watched(int *fd, uint32_t *current)
     *fd = -1;
 }
 
-static int pending_in(const struct relay *r)
+static int pending(const struct channel *c)
 {
-    return r->in_len > r->in_off;
+    return c->len > c->off;
 }
 
-static int pending_out(const struct relay *r)
+static void refresh(struct channel *c)
 {
-    return r->out_len > r->out_off;
+    int read_more = c->src >= 0 && !c->src_done && !pending(c);
+    watch_fd(c->src, &c->ev_src, read_more ? EPOLLIN : 0, &c->w_src);
+    watch_fd(c->dst, &c->ev_dst, c->dst >= 0 && pending(c) ? EPOLLOUT : 0, &c->w_dst);
 }
 
-/* Recompute what each fd is watched for. */
-static void refresh(struct relay *r)
+static void channel_close(struct channel *c)
 {
-    uint32_t master_want = 0;
-    if (r->master >= 0) {
-        if (!r->master_done && !pending_out(r))
-            master_want |= EPOLLIN;
-        if (r->in_dst == r->master && pending_in(r))
-            master_want |= EPOLLOUT;
-    }
-    watch_fd(r->master, &r->ev_master, master_want, &r->w_master);
-    watch_fd(r->in_src, &r->ev_in_src, r->in_src >= 0 && !pending_in(r) && !r->in_closing
-                                           ? EPOLLIN : 0, &r->w_in);
-    if (r->in_dst != r->master)
-        watch_fd(r->in_dst, &r->ev_in_dst, pending_in(r) ? EPOLLOUT : 0, &r->w_pipe);
-    watch_fd(r->out_dst, &r->ev_out_dst, pending_out(r) ? EPOLLOUT : 0, &r->w_out);
+    close_watched(&c->src, &c->ev_src);
+    close_watched(&c->dst, &c->ev_dst);
+    free(c->buf);
+    c->buf = NULL;
+    c->len = c->off = 0;
+    c->src_done = 1;
+    c->done = 1;
 }
 
-static void init_watches(struct relay *r, struct proc *p)
+/* The source is over and everything read is written: pass EOF on. */
+static void finish(struct channel *c)
 {
-    r->proc = p;
-    r->w_master.kind = W_MASTER;
-    r->w_in.kind = W_TTY_IN;
-    r->w_out.kind = W_TTY_OUT;
-    r->w_pipe.kind = W_STDIN_PIPE;
-    r->w_master.proc = r->w_in.proc = r->w_out.proc = r->w_pipe.proc = p;
-    r->master = r->in_src = r->in_dst = r->out_dst = -1;
-}
-
-struct relay *relay_new_stdin(struct proc *p, int in_src, int pipe_w)
-{
-    struct relay *r = calloc(1, sizeof(*r));
-    if (!r)
-        return NULL;
-    init_watches(r, p);
-    r->in_src = in_src;
-    r->in_dst = pipe_w;
-    r->master_done = 1; /* no output side */
-    set_nonblock(in_src);
-    set_nonblock(pipe_w);
-    refresh(r);
-    return r;
-}
-
-void relay_attach_master(struct relay *r, int master, int out_dst)
-{
-    r->master = master;
-    r->in_dst = r->in_src >= 0 ? master : -1;
-    r->out_dst = out_dst;
-    r->master_done = 0;
-    set_nonblock(master);
-    if (out_dst >= 0)
-        set_nonblock(out_dst);
-    refresh(r);
-}
-
-struct relay *relay_new_tty(struct proc *p, int master, int in_src, int out_dst)
-{
-    struct relay *r = calloc(1, sizeof(*r));
-    if (!r)
-        return NULL;
-    init_watches(r, p);
-    r->in_src = in_src;
-    if (in_src >= 0)
-        set_nonblock(in_src);
-    relay_attach_master(r, master, out_dst);
-    return r;
-}
-
-/* Write pending output to the client's fifo; 0 when all of it went. */
-static int flush_out(struct relay *r)
-{
-    while (pending_out(r)) {
-        ssize_t n;
-        if (r->out_dst < 0) {
-            r->out_off = r->out_len; /* nobody to deliver to */
-            break;
-        }
-        n = write(r->out_dst, r->out_buf + r->out_off, r->out_len - r->out_off);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR)
-                return -1;
-            close_watched(&r->out_dst, &r->ev_out_dst); /* the client is gone for good */
-            continue;
-        }
-        r->out_off += (size_t)n;
-    }
-    r->out_len = r->out_off = 0;
-    return 0;
-}
-
-static void read_master(struct relay *r)
-{
-    while (!pending_out(r) && !r->master_done) {
-        ssize_t n = read(r->master, r->out_buf, sizeof(r->out_buf));
-        if (n > 0) {
-            r->out_len = (size_t)n;
-            r->out_off = 0;
-            if (flush_out(r) < 0)
-                return;
-        } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
-            r->master_done = 1; /* EIO: no slave fd remains */
-        } else {
-            return;
-        }
-    }
-}
-
-/* Input is over: deliver EOF to the process (close our end of its stdin pipe, or type the
- * terminal's EOF character) and stop reading the client's fifo. */
-static void deliver_eof(struct relay *r)
-{
-    close_watched(&r->in_src, &r->ev_in_src);
-    if (r->in_dst >= 0 && r->in_dst == r->master) {
+    if (pending(c) || !c->src_done || c->done)
+        return;
+    if (c->dst >= 0 && c->dst_is_tty) {
+        /* Input to a terminal: type its EOF character rather than hang it up. */
         struct termios t;
-        char eof = 4; /* ^D unless the terminal says otherwise */
-        if (tcgetattr(r->master, &t) == 0 && t.c_cc[VEOF])
+        char eof = 4;
+        if (tcgetattr(c->dst, &t) == 0 && t.c_cc[VEOF])
             eof = (char)t.c_cc[VEOF];
-        if (write(r->master, &eof, 1) < 0) {
+        if (write(c->dst, &eof, 1) < 0) {
             /* the terminal is gone already: nobody waits for this EOF */
         }
-        r->in_dst = -1;
-    } else if (r->in_dst >= 0) {
-        close_watched(&r->in_dst, &r->ev_in_dst);
     }
+    channel_close(c);
 }
 
-/* Write buffered input to the process; 0 when it would block, 1 when the buffer is empty. */
-static int write_input(struct relay *r)
+/* Write what is buffered; 0 when the destination would block. */
+static int flush(struct channel *c)
 {
-    while (pending_in(r)) {
+    while (pending(c)) {
         ssize_t n;
-        if (r->in_dst < 0)
+        if (c->dst < 0) {
+            c->off = c->len; /* nobody to deliver to any more: drop */
             break;
-        n = write(r->in_dst, r->in_buf + r->in_off, r->in_len - r->in_off);
+        }
+        n = write(c->dst, c->buf + c->off, c->len - c->off);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR)
                 return 0;
-            break; /* the process stopped reading for good: drop input */
+            /* The reader is gone for good (a process that closed its stdin): keep reading
+             * the source so its writer never blocks, and drop what comes. */
+            close_watched(&c->dst, &c->ev_dst);
+            c->off = c->len;
+            break;
         }
-        r->in_off += (size_t)n;
+        c->off += (size_t)n;
     }
-    r->in_len = r->in_off = 0;
+    c->len = c->off = 0;
     return 1;
 }
 
-/* Copy the client's input to the process until one side would block. Once closing (CloseIO,
- * or every writer gone) the fifo is still read until it is empty, then EOF is delivered:
- * a client writes its last bytes before it sends CloseIO, and those must not be lost. */
-static void pump_input(struct relay *r)
+/* Copy until one side would block or the source ends. A closing input channel (CloseIO)
+ * still reads its fifo until it is empty: a client writes its last bytes just before it
+ * sends CloseIO, and those must not be lost. */
+static void pump(struct channel *c)
 {
+    if (c->done)
+        return;
+    if (!c->buf && !(c->buf = malloc(CHANNEL_BUF)))
+        return;
     for (;;) {
         ssize_t n;
-        if (pending_in(r) && !write_input(r))
-            return; /* the process is not reading: wait for room */
-        if (r->in_src < 0)
+        if (pending(c) && !flush(c))
             break;
-        n = read(r->in_src, r->in_buf, sizeof(r->in_buf));
+        if (c->src < 0 || c->src_done)
+            break;
+        n = read(c->src, c->buf, CHANNEL_BUF);
         if (n > 0) {
-            r->in_len = (size_t)n;
-            r->in_off = 0;
+            c->len = (size_t)n;
+            c->off = 0;
             continue;
         }
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == EAGAIN) {
-            if (!r->in_closing)
-                return;
+            if (c->closing)
+                c->src_done = 1;
             break;
         }
-        r->in_closing = 1; /* EOF: every writer is gone, our hold included */
-        break;
+        c->src_done = 1; /* EOF, or EIO from a pty master: every writer is gone */
     }
-    if (r->in_closing)
-        deliver_eof(r);
+    finish(c);
+    if (!c->done)
+        refresh(c);
 }
 
-void relay_on_event(struct relay *r, enum watch_kind kind, uint32_t events)
+/* Start one channel; it owns src and dst from now on. */
+static void channel_open(struct channel *c, struct proc *p, int kind, int src, int dst, int tty)
 {
-    switch (kind) {
-    case W_MASTER:
-        if ((events & EPOLLOUT) && r->in_dst == r->master)
-            pump_input(r);
-        if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
-            read_master(r);
-        break;
-    case W_TTY_IN:
-        pump_input(r);
-        break;
-    case W_STDIN_PIPE:
-        if (events & (EPOLLERR | EPOLLHUP))
-            r->in_len = r->in_off = 0; /* the process closed its stdin: drop what waits */
-        pump_input(r);
-        break;
-    case W_TTY_OUT:
-        if (flush_out(r) == 0)
-            read_master(r);
-        break;
-    default:
-        break;
+    memset(c, 0, sizeof(*c));
+    c->proc = p;
+    c->kind = kind;
+    c->src = src;
+    c->dst = dst;
+    c->dst_is_tty = tty;
+    c->w_src.kind = W_CHANNEL;
+    c->w_dst.kind = W_CHANNEL;
+    c->w_src.proc = c->w_dst.proc = p;
+    c->w_src.channel = c->w_dst.channel = c;
+    if (src < 0) {
+        c->src_done = 1;
+    } else {
+        set_nonblock(src);
     }
-    if (r->master_done && !pending_out(r))
-        close_watched(&r->out_dst, &r->ev_out_dst);
-    refresh(r);
-    if (relay_done(r))
-        maybe_notify_exit(r->proc);
+    if (dst >= 0)
+        set_nonblock(dst);
+    pump(c);
+}
+
+struct relay *relay_new(struct proc *p, const struct relay_fds *f)
+{
+    struct relay *r = calloc(1, sizeof(*r));
+    int i;
+    if (!r)
+        return NULL;
+    for (i = 0; i < 3; i++) {
+        r->ch[i].src = r->ch[i].dst = -1;
+        r->ch[i].done = 1;
+    }
+    r->master = -1;
+    r->pending_in = r->pending_out = -1;
+    if (f->terminal) {
+        /* The terminal is made inside the container; until it arrives, keep the fifos. */
+        r->pending_in = f->in_src;
+        r->pending_out = f->out_dst;
+        if (f->err_dst >= 0)
+            close(f->err_dst);
+        return r;
+    }
+    if (f->in_src >= 0 || f->in_dst >= 0)
+        channel_open(&r->ch[CH_IN], p, CH_IN, f->in_src, f->in_dst, 0);
+    if (f->out_src >= 0)
+        channel_open(&r->ch[CH_OUT], p, CH_OUT, f->out_src, f->out_dst, 0);
+    else if (f->out_dst >= 0)
+        close(f->out_dst);
+    if (f->err_src >= 0)
+        channel_open(&r->ch[CH_ERR], p, CH_ERR, f->err_src, f->err_dst, 0);
+    else if (f->err_dst >= 0)
+        close(f->err_dst);
+    return r;
+}
+
+/* The terminal arrived: its master is the source of the output and the destination of the
+ * input. Returns -1 when a dup fails (the caller then drops the terminal). */
+int relay_attach_terminal(struct relay *r, struct proc *p, int master)
+{
+    int for_input = -1, for_resize = dup(master);
+    if (for_resize < 0)
+        return -1;
+    if (r->pending_in >= 0 && (for_input = fcntl(master, F_DUPFD_CLOEXEC, 0)) < 0) {
+        close(for_resize);
+        return -1;
+    }
+    r->master = for_resize;
+    fcntl(r->master, F_SETFD, FD_CLOEXEC);
+    channel_open(&r->ch[CH_OUT], p, CH_OUT, master, r->pending_out, 0);
+    r->pending_out = -1;
+    if (r->pending_in >= 0) {
+        channel_open(&r->ch[CH_IN], p, CH_IN, r->pending_in, for_input, 1);
+        r->pending_in = -1;
+    }
+    return 0;
+}
+
+void relay_on_event(struct channel *c)
+{
+    struct proc *p = c->proc;
+    pump(c);
+    if (p->relay && relay_done(p->relay))
+        maybe_notify_exit(p);
 }
 
 void relay_close_stdin(struct relay *r)
 {
-    r->in_closing = 1;
-    pump_input(r);
-    refresh(r);
+    struct channel *in = &r->ch[CH_IN];
+    if (r->pending_in >= 0) {
+        close(r->pending_in); /* no terminal yet: it will start with stdin at EOF */
+        r->pending_in = -1;
+    }
+    if (in->done)
+        return;
+    in->closing = 1;
+    pump(in);
 }
 
 int relay_resize(struct relay *r, unsigned width, unsigned height)
@@ -290,37 +271,38 @@ int relay_has_terminal(const struct relay *r)
     return r->master >= 0;
 }
 
+/* Every output byte is delivered and the client has its EOF. */
 int relay_done(const struct relay *r)
 {
-    return r->master_done && !pending_out(r);
+    return r->ch[CH_OUT].done && r->ch[CH_ERR].done;
 }
 
-/* The process has exited: its stdin is of no use any more. */
+/* The process has exited: its stdin is of no use any more; output drains on. */
 void relay_process_exited(struct relay *r)
 {
-    r->in_len = r->in_off = 0;
-    close_watched(&r->in_src, &r->ev_in_src);
-    if (r->in_dst != r->master)
-        close_watched(&r->in_dst, &r->ev_in_dst);
-    r->in_dst = -1;
-    refresh(r);
+    if (r->pending_in >= 0) {
+        close(r->pending_in);
+        r->pending_in = -1;
+    }
+    channel_close(&r->ch[CH_IN]);
 }
 
 /* Give up draining (the deadline passed): drop what is left and close the client's side. */
 void relay_finish(struct relay *r)
 {
-    r->master_done = 1;
-    r->out_len = r->out_off = 0;
-    close_watched(&r->out_dst, &r->ev_out_dst);
-    refresh(r);
+    int i;
+    for (i = 0; i < 3; i++)
+        channel_close(&r->ch[i]);
 }
 
 void relay_free(struct relay *r)
 {
-    close_watched(&r->in_src, &r->ev_in_src);
-    if (r->in_dst != r->master)
-        close_watched(&r->in_dst, &r->ev_in_dst);
-    close_watched(&r->out_dst, &r->ev_out_dst);
-    close_watched(&r->master, &r->ev_master);
+    relay_finish(r);
+    if (r->master >= 0)
+        close(r->master);
+    if (r->pending_in >= 0)
+        close(r->pending_in);
+    if (r->pending_out >= 0)
+        close(r->pending_out);
     free(r);
 }

@@ -14,35 +14,49 @@ enum watch_kind {
     W_SIGNAL,
     W_PIDFD,
     W_SYNC,
-    W_MASTER,
-    W_TTY_IN,
-    W_TTY_OUT,
-    W_STDIN_PIPE,
+    W_CHANNEL,
 };
 
 struct proc;
+struct channel;
 
 /* What an epoll event points at. */
 struct watch {
     enum watch_kind kind;
     struct proc *proc;
+    struct channel *channel; /* W_CHANNEL */
 };
 
-/* Stdio relays (relay.c): stdin fifo -> process, and pty master -> stdout fifo. */
-struct relay {
+/* Stdio relays (relay.c): one channel per stream, each copying src -> dst. */
+enum { CH_IN = 0, CH_OUT = 1, CH_ERR = 2 };
+
+struct channel {
     struct proc *proc;
-    int master;  /* pty master, -1 without a terminal */
-    int in_src;  /* the client's stdin fifo (read end) */
-    int in_dst;  /* where input goes: the master, or our pipe to the process */
-    int out_dst; /* the client's stdout fifo (write end), terminals only */
-    uint32_t ev_master, ev_in_src, ev_in_dst, ev_out_dst;
-    struct watch w_master, w_in, w_out, w_pipe;
-    char out_buf[16384];
-    size_t out_len, out_off;
-    char in_buf[4096];
-    size_t in_len, in_off;
-    int in_closing;  /* CloseIO: deliver EOF once the buffer is flushed */
-    int master_done; /* EIO/EOF seen on the master (or no output side at all) */
+    int kind;
+    int src, dst; /* owned; -1 when absent or closed */
+    uint32_t ev_src, ev_dst;
+    struct watch w_src, w_dst;
+    char *buf; /* allocated on first use */
+    size_t len, off;
+    int src_done;   /* EOF/EIO on src (or CloseIO and the fifo is empty) */
+    int closing;    /* input: CloseIO asked; read what is there, then EOF */
+    int dst_is_tty; /* input to a pty: EOF is typed, not a hang-up */
+    int done;
+};
+
+struct relay {
+    struct channel ch[3];
+    int master;      /* a pty master kept for resizing, -1 without a terminal */
+    int pending_in;  /* terminal not there yet: the stdin fifo to relay into it */
+    int pending_out; /* ... and the stdout fifo to relay it to */
+};
+
+/* What a new process's relay copies between (-1 for what is absent). */
+struct relay_fds {
+    int terminal;
+    int in_src, in_dst;   /* stdin fifo -> pipe to the process */
+    int out_src, out_dst; /* pipe from the process -> stdout fifo */
+    int err_src, err_dst;
 };
 
 enum pending_op { P_NONE = 0, P_CREATE, P_START, P_EXEC, P_FORGET };
@@ -61,8 +75,9 @@ struct proc {
     int has_pidns;
     int terminal;
     int stdin_hold, stdout_hold, stderr_hold;
-    int stdin_relay, tty_out; /* until the relay takes them */
-    int stdin_closed;          /* CloseIO came before the terminal existed */
+    char *annotation; /* the agent's record of this process, returned by LIST */
+    size_t annotation_len;
+    int exit_acked;   /* the agent has published this exit */
     struct relay *relay;
     struct watch w_pidfd, w_sync;
 
@@ -115,9 +130,9 @@ void check_deadlines(int64_t now);
 int64_t next_deadline(void);
 
 /* relay.c */
-struct relay *relay_new_stdin(struct proc *p, int in_src, int pipe_w);
-struct relay *relay_new_tty(struct proc *p, int master, int in_src, int out_dst);
-void relay_on_event(struct relay *r, enum watch_kind kind, uint32_t events);
+struct relay *relay_new(struct proc *p, const struct relay_fds *f);
+int relay_attach_terminal(struct relay *r, struct proc *p, int master);
+void relay_on_event(struct channel *c);
 void relay_close_stdin(struct relay *r);
 int relay_resize(struct relay *r, unsigned width, unsigned height);
 int relay_has_terminal(const struct relay *r);

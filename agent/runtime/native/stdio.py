@@ -1,10 +1,11 @@
 """Opening a client's stdio fifos for a new process, without ever blocking.
 
 Each fifo is opened from both ends, non-blocking: opening the read end first is always
-immediate, and then the write end is too. The process gets one end; the supervisor keeps
-the other (a read end on stdout/stderr so the process never gets EPIPE when the client
-goes away; a write end on stdin so the client closing its side is not EOF, only CloseIO
-is). Paths must be existing fifos: anything else is refused before it is opened."""
+immediate, and then the write end is too. The supervisor relays between these and pipes
+of its own that the process gets; it keeps the other end as a hold (a read end on
+stdout/stderr so nothing gets EPIPE when the client goes away; a write end on stdin so the
+client closing its side is not EOF, only CloseIO is). Paths must be existing fifos:
+anything else is refused before it is opened."""
 
 from __future__ import annotations
 
@@ -74,12 +75,11 @@ def open_into(payload: P.Payload, io: IO, stdin_closed: bool = False) -> OpenedS
     opened = OpenedStdio()
     try:
         if io.stdin and not stdin_closed:
-            payload.fd(P.T_STDIN_RELAY, _open(io.stdin, _RD, opened, "stdin"))
+            payload.fd(P.T_STDIN_FD, _open(io.stdin, _RD, opened, "stdin"))
             payload.fd(P.T_STDIN_HOLD, _open(io.stdin, _WR, opened, "stdin"))
         if io.stdout:
             payload.fd(P.T_STDOUT_HOLD, _open(io.stdout, _RD, opened, "stdout"))
-            out = _open(io.stdout, _WR, opened, "stdout")
-            payload.fd(P.T_TTY_OUT if io.terminal else P.T_STDOUT_FD, out)
+            payload.fd(P.T_STDOUT_FD, _open(io.stdout, _WR, opened, "stdout"))
         if io.stderr and not io.terminal:
             payload.fd(P.T_STDERR_HOLD, _open(io.stderr, _RD, opened, "stderr"))
             payload.fd(P.T_STDERR_FD, _open(io.stderr, _WR, opened, "stderr"))

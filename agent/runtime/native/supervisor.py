@@ -56,6 +56,8 @@ class ProcInfo:
     terminal: bool
     exit_code: int
     exited_at_ns: int
+    exit_acked: bool
+    annotation: bytes
 
 
 def socket_path(state: str) -> str:
@@ -247,21 +249,29 @@ class Supervisor:
     async def forget(self, key: str) -> None:
         await self.request(P.FORGET, P.Payload().str(P.T_KEY, key))
 
+    async def ack_exit(self, key: str) -> None:
+        await self.request(P.ACK_EXIT, P.Payload().str(P.T_KEY, key))
+
     async def list(self) -> list[ProcInfo]:
-        reply = await self.request(P.LIST, P.Payload())
-        procs = reply.get(P.T_PROC) or []
-        if not isinstance(procs, list):
-            procs = [procs]
-        out = []
-        for raw in procs:
-            f = P.decode(raw)
-            out.append(ProcInfo(
-                key=P.text(f.get(P.T_KEY)), pid=P.u64(f.get(P.T_PID)),
-                state=P.u64(f.get(P.T_STATE)), terminal=bool(P.u64(f.get(P.T_TERMINAL))),
-                exit_code=P.u64(f.get(P.T_EXIT_CODE)),
-                exited_at_ns=P.u64(f.get(P.T_EXITED_AT)),
-            ))
-        return out
+        """Every process the supervisor holds, in creation order (fetched in pages)."""
+        out: list[ProcInfo] = []
+        cursor = 0
+        while True:
+            reply = await self.request(P.LIST, P.Payload().u64(P.T_CURSOR, cursor))
+            procs = reply.get(P.T_PROC) or []
+            for raw in procs if isinstance(procs, list) else [procs]:
+                f = P.decode(raw)
+                out.append(ProcInfo(
+                    key=P.text(f.get(P.T_KEY)), pid=P.u64(f.get(P.T_PID)),
+                    state=P.u64(f.get(P.T_STATE)), terminal=bool(P.u64(f.get(P.T_TERMINAL))),
+                    exit_code=P.u64(f.get(P.T_EXIT_CODE)),
+                    exited_at_ns=P.u64(f.get(P.T_EXITED_AT)),
+                    exit_acked=bool(P.u64(f.get(P.T_EXIT_ACKED))),
+                    annotation=bytes(f.get(P.T_ANNOTATION) or b""),
+                ))
+            if P.T_CURSOR not in reply:
+                return out
+            cursor = P.u64(reply[P.T_CURSOR])
 
 
 def _try_connect(path: str) -> socket.socket | None:
