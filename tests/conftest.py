@@ -167,7 +167,7 @@ def agent_factory():
         return a
 
     yield make
-    for a in made:
+    for a in reversed(made):  # a restarted agent (same state) goes before the one it replaced
         a.stop()
     for d in dirs:
         shutil.rmtree(d, ignore_errors=True)

@@ -122,9 +122,10 @@ MARK_TOPIC = "/test/mark"
 
 
 async def collect_events(client: Client, filters: list[str], sink: list,
-                         ready: asyncio.Event) -> None:
+                         ready: asyncio.Event, keep_earlier: bool = False) -> None:
     """Read Events.Subscribe into sink; `ready` is set once the agent has registered the
-    subscription (a marker published after that has come back), with sink emptied."""
+    subscription (a marker published after that has come back), with sink emptied unless
+    keep_earlier (events replayed to a new subscriber after a restart arrive first)."""
     from agent.api.containerd.services.events.v1 import events_pb2
     from google.protobuf.any_pb2 import Any as AnyPb
 
@@ -148,7 +149,8 @@ async def collect_events(client: Client, filters: list[str], sink: list,
                 if marks:
                     break
                 await asyncio.sleep(0.01)
-        sink.clear()
+        if not keep_earlier:
+            sink.clear()
         ready.set()
         await task
     finally:

@@ -87,16 +87,33 @@ class Subscription:
 
 
 class Exchange:
-    def __init__(self, queue_limit: int = QUEUE_LIMIT) -> None:
+    """Events published while the agent starts (the exits of tasks that ended while it was
+    down) cannot reach anyone yet: they are kept and replayed to every subscriber that
+    comes within `backlog_seconds` of the agent serving, so a client that reconnects after
+    a restart sees each of them once."""
+
+    def __init__(self, queue_limit: int = QUEUE_LIMIT, backlog_seconds: float = 60.0) -> None:
         self.queue_limit = queue_limit
+        self.backlog_seconds = backlog_seconds
         self.subscribers: list[Subscription] = []
         self.published = 0
+        self._starting = True
+        self._backlog: list[tuple[events_pb2.Envelope, Message | None]] = []
+
+    def serving(self) -> None:
+        """The agent now serves: what is published from here on goes out live only; the
+        start-up backlog is replayed to new subscribers for a while longer."""
+        self._starting = False
+        if self._backlog:
+            asyncio.get_running_loop().call_later(self.backlog_seconds, self._backlog.clear)
 
     def publish(self, namespace: str, topic: str, event: Message) -> None:
         self.published += 1
-        if not self.subscribers:
+        if not self.subscribers and not self._starting:
             return
         env = envelope(namespace, topic, event)
+        if self._starting:
+            self._backlog.append((env, event))
         for sub in list(self.subscribers):
             sub.offer(env, event)
 
@@ -107,6 +124,8 @@ class Exchange:
 
     def subscribe(self, filter_strings: list[str]) -> Subscription:
         sub = Subscription(self, filters.parse_all(filter_strings), self.queue_limit)
+        for env, event in self._backlog:
+            sub.offer(env, event)
         self.subscribers.append(sub)
         return sub
 

@@ -66,6 +66,9 @@ class AgentServer:
                           if p.error is None and hasattr(p.instance, "prometheus_lines")]
             self.prometheus = PrometheusServer(cfg.metrics_address, collectors)
             await self.prometheus.start()
+        for p in self.plugins.ordered:
+            if p.error is None and hasattr(p.instance, "serving"):
+                p.instance.serving()  # the event exchange ends its start-up backlog
         log.info("serving on %s", cfg.address)
 
     def request_stop(self) -> None:

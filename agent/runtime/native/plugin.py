@@ -5,6 +5,7 @@ from __future__ import annotations
 from agent import plugin
 from agent.cgroups import Cgroups, CgroupDriverError
 from agent.native import SUPERVISOR_BINARY
+from agent.runtime.native import recovery
 from agent.runtime.native.runtime import NativeRuntime
 from agent.runtime.native.supervisor import Supervisor
 
@@ -29,6 +30,8 @@ async def _init(ic: plugin.InitContext) -> NativeRuntime:
     supervisor = Supervisor(ic.state, cfg["supervisor_binary"] or SUPERVISOR_BINARY)
     runtime = NativeRuntime(ic.state, cgroups, ic.get(plugin.EVENT), supervisor)
     await supervisor.connect()
+    await recovery.recover(runtime)
+    runtime.exports = ic.exports
     ic.exports["cgroup_driver"] = cgroups.driver
     ic.exports["supervisor_pid"] = str(supervisor.pid)
     return runtime

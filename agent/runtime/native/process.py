@@ -83,6 +83,9 @@ class NativeProcess(Process):
         if publish and not self.exit_published:
             self.exit_published = True
             self.publish_exit()
+        # Published (or deliberately not): after a restart it is not published again.
+        if self.pid:
+            self.runtime.acknowledge_exit(self.key)
         self.exited()
         for fut in self._waiters:
             if not fut.done():

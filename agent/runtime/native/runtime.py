@@ -1,8 +1,13 @@
-"""The native runtime: tasks made by our supervisor, in cgroups we manage, recorded under
-`<state>/<namespace>/<id>/` (the task's bundle)."""
+"""The native runtime: tasks made by our supervisor, in cgroups we manage.
+
+A task's record (what a restarted agent needs to take it back) is kept by the supervisor
+with the process itself, so creating a task writes no file: the process and its record
+exist together or not at all. A task gets a directory of its own (`<state>/<ns>/<id>/`)
+only when its rootfs comes as mounts that need a mount point."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
@@ -15,14 +20,16 @@ from agent.api.containerd.types import mount_pb2
 from agent.cgroups import Cgroups
 from agent.cgroups import resources as cgroup_resources
 from agent.errors import AlreadyExists, InvalidArgument, NotFound
-from agent.runtime.native import errmap, state, stdio
+from agent.runtime.native import errmap, stdio
 from agent.runtime.native import protocol as P
 from agent.runtime.native import spec as specmod
-from agent.runtime.native.supervisor import ExitEvent, Supervisor
+from agent.runtime.native.supervisor import ExitEvent, Supervisor, SupervisorError
 from agent.runtime.native.task import NativeTask
-from agent.runtime.task import CreateOpts, Exit, PlatformRuntime
+from agent.runtime.task import UNKNOWN_EXIT_STATUS, CreateOpts, Exit, PlatformRuntime
 
 log = logging.getLogger(__name__)
+
+REATTACH_DELAY = 0.5
 
 
 class NativeRuntime(PlatformRuntime):
@@ -34,10 +41,14 @@ class NativeRuntime(PlatformRuntime):
         self.publisher = publisher
         self.supervisor = supervisor
         self._tasks: dict[tuple[str, str], NativeTask] = {}
-        self._by_key: dict[str, NativeTask] = {}
         # Called with a task as its init exits, before `/tasks/exit` (the OOM monitor).
         self.exit_hooks: list = []
-        supervisor.on_exit = self._on_exit
+        self._acks: set[asyncio.Task] = set()
+        # While tasks are being taken back after a restart, exits wait here for them.
+        self.held_exits: list[ExitEvent] | None = None
+        self.exports: dict[str, str] = {}  # the plugin's, for introspection
+        supervisor.on_exit = self.on_supervisor_exit
+        supervisor.on_lost = self.on_supervisor_lost
 
     def publish(self, namespace: str, topic: str, event: Any) -> None:
         self.publisher.publish(namespace, topic, event)
@@ -55,9 +66,16 @@ class NativeRuntime(PlatformRuntime):
             return list(self._tasks.values())
         return [t for (ns, _), t in self._tasks.items() if ns == namespace]
 
+    def adopt(self, task: NativeTask) -> None:
+        """Hold a task (a new one, or one taken back after a restart)."""
+        self._tasks[(task.namespace, task.id)] = task
+
     # -- exits ------------------------------------------------------------------------------
 
-    def _on_exit(self, event: ExitEvent) -> None:
+    def on_supervisor_exit(self, event: ExitEvent) -> None:
+        if self.held_exits is not None:
+            self.held_exits.append(event)
+            return
         ns, _, rest = event.key.partition("/")
         task_id, _, exec_id = rest.partition("/")
         task = self._tasks.get((ns, task_id))
@@ -71,6 +89,50 @@ class NativeRuntime(PlatformRuntime):
                 proc.on_exit(exit)
         else:
             task.on_exit(exit)
+
+    def acknowledge_exit(self, key: str) -> None:
+        """Tell the supervisor an exit was handled, so a restarted agent does not publish it
+        again. Off the caller's path; a lost ack only means one repeated event."""
+        async def ack() -> None:
+            try:
+                await self.supervisor.ack_exit(key)
+            except Exception as e:
+                log.debug("acknowledging the exit of %s: %s", key, e)
+
+        task = asyncio.ensure_future(ack())
+        self._acks.add(task)
+        task.add_done_callback(self._acks.discard)
+
+    def on_supervisor_lost(self) -> None:
+        """The link to the supervisor broke. If the supervisor lives (another client took the
+        link), attach again and catch up on exits. If it died, its containers run on
+        (re-parented to init) but their exit statuses can never be known: every live process
+        ends here, honestly, with containerd's unknown status 255; new tasks get a new one."""
+        if self.supervisor.alive():
+            # Another client took the link (`taskagent supervisor stop`, say): let it finish.
+            log.error("the supervisor dropped our link; attaching again")
+            asyncio.get_running_loop().call_later(
+                REATTACH_DELAY, lambda: asyncio.ensure_future(self._reattach()))
+            return
+        now = time.time_ns()
+        for task in list(self._tasks.values()):
+            for proc in list(task.execs.values()) + [task]:
+                if proc.exit is None and proc.pid:
+                    log.warning("task %s: process %s is orphaned by the supervisor's death; "
+                                "its exit status is unknown", task.key, proc.id)
+                    proc.on_exit(Exit(proc.pid, UNKNOWN_EXIT_STATUS, now))
+        asyncio.ensure_future(self._reattach())
+
+    async def _reattach(self) -> None:
+        try:
+            await self.supervisor.connect()
+            self.exports["supervisor_pid"] = str(self.supervisor.pid)
+            for info in await self.supervisor.list():  # exits missed while detached
+                if info.state == P.STATE_EXITED and not info.exit_acked:
+                    self.on_supervisor_exit(ExitEvent(info.key, info.pid, info.exit_code, 0,
+                                                      info.exited_at_ns))
+        except Exception as e:
+            log.error("attaching to a supervisor: %s", e)
 
     # -- create and delete --------------------------------------------------------------------
 
@@ -93,6 +155,7 @@ class NativeRuntime(PlatformRuntime):
             rootfs = os.path.join(bundle, "rootfs")
             mounts = [specmod.rootfs_mount_payload(m.type, m.source, m.options) for m in opts.rootfs]
         else:
+            bundle = ""
             rootfs = spec.root_path
             mounts = []
             if not rootfs:
@@ -101,17 +164,13 @@ class NativeRuntime(PlatformRuntime):
                 raise InvalidArgument(f"rootfs {rootfs} does not exist or is not a directory")
         # A task being created is reserved at once, so a concurrent Create gets AlreadyExists.
         task = NativeTask(self, namespace, task_id, bundle, self.cgroups.for_task(namespace, task_id),
-                          opts.io, spec, rootfs)
-        task.runtime_name = opts.runtime
-        self._tasks[(namespace, task_id)] = task
-        self._by_key[task.key] = task
+                          opts.io, spec.has_pidns, rootfs, opts.runtime)
+        self.adopt(task)
         try:
-            await self._spawn_init(task, spec, resources, mounts, opts)
+            await self._spawn_init(task, spec, resources, mounts)
         except BaseException:
             self._forget(task)
             raise
-        task.start_time = state.process_start_time(task.pid)
-        self.persist(task)
         msg = ev.TaskCreate(container_id=task_id, bundle=bundle, pid=task.pid)
         msg.io.stdin, msg.io.stdout, msg.io.stderr = opts.io.stdin, opts.io.stdout, opts.io.stderr
         msg.io.terminal = terminal
@@ -122,14 +181,12 @@ class NativeRuntime(PlatformRuntime):
         return task
 
     async def _spawn_init(self, task: NativeTask, spec: specmod.ContainerSpec,
-                          resources: cgroup_resources.Resources, mounts: list[P.Payload],
-                          opts: CreateOpts) -> None:
-        bundle = task.bundle
-        os.makedirs(os.path.dirname(bundle), mode=0o711, exist_ok=True)
-        if os.path.lexists(bundle):
-            shutil.rmtree(bundle)  # left by a task that did not finish its create
-        os.mkdir(bundle, 0o711)
-        if mounts:
+                          resources: cgroup_resources.Resources, mounts: list[P.Payload]) -> None:
+        if task.bundle:
+            os.makedirs(os.path.dirname(task.bundle), mode=0o711, exist_ok=True)
+            if os.path.lexists(task.bundle):
+                shutil.rmtree(task.bundle)  # left by a task that did not finish its create
+            os.mkdir(task.bundle, 0o711)
             os.mkdir(task.rootfs, 0o755)
         fds: list[int] = []
         opened = None
@@ -138,6 +195,7 @@ class NativeRuntime(PlatformRuntime):
             task.cgroup.create(resources)
             cgroup_made = True
             payload = specmod.init_payload(task.key, spec, task.rootfs)
+            payload.bytes(P.T_ANNOTATION, task.record())
             for m in mounts:
                 payload.nested(P.T_ROOTFS_MOUNT, m)
             for ns_type, path in spec.ns_paths:
@@ -155,7 +213,7 @@ class NativeRuntime(PlatformRuntime):
             if dir_fd is not None:
                 fds.append(dir_fd)
                 payload.fd(P.T_CGROUP_DIR, dir_fd)
-            opened = stdio.open_into(payload, opts.io)
+            opened = stdio.open_into(payload, task.io)
             try:
                 task.pid = await self.supervisor.create(payload)
             except Exception as e:
@@ -166,7 +224,8 @@ class NativeRuntime(PlatformRuntime):
                     await task.cgroup.delete()
                 except Exception as e:
                     log.error("removing the cgroup of failed task %s: %s", task.id, e)
-            shutil.rmtree(bundle, ignore_errors=True)
+            if task.bundle:
+                shutil.rmtree(task.bundle, ignore_errors=True)
             raise
         finally:
             for fd in fds:
@@ -178,7 +237,8 @@ class NativeRuntime(PlatformRuntime):
         task = self.get(namespace, task_id)
         exit = await task.delete()
         self._forget(task)
-        shutil.rmtree(task.bundle, ignore_errors=True)
+        if task.bundle:
+            shutil.rmtree(task.bundle, ignore_errors=True)
         msg = ev.TaskDelete(container_id=task_id, pid=exit.pid, exit_status=exit.status)
         msg.exited_at.seconds, msg.exited_at.nanos = divmod(exit.timestamp_ns, 1_000_000_000)
         self.publish(namespace, "/tasks/delete", msg)
@@ -187,47 +247,15 @@ class NativeRuntime(PlatformRuntime):
     def _forget(self, task: NativeTask) -> None:
         if self._tasks.get((task.namespace, task.id)) is task:
             del self._tasks[(task.namespace, task.id)]
-        self._by_key.pop(task.key, None)
 
-    # -- records -------------------------------------------------------------------------------
-
-    def persist(self, task: NativeTask) -> None:
-        if (task.namespace, task.id) not in self._tasks or not os.path.isdir(task.bundle):
-            return
-        record = {
-            "namespace": task.namespace,
-            "id": task.id,
-            "pid": task.pid,
-            "start_time": task.start_time,
-            "status": int(task.status),
-            "created_at_ns": task.created_at_ns,
-            "rootfs": task.rootfs,
-            "cgroup": task.cgroup.path,
-            "io": [task.io.stdin, task.io.stdout, task.io.stderr, task.io.terminal],
-            "has_pidns": task.spec.has_pidns,
-            "exit": _exit_record(task.exit),
-            "exit_published": task.exit_published,
-            "execs": {
-                e.id: {
-                    "pid": e.pid,
-                    "status": int(e.status),
-                    "io": [e.io.stdin, e.io.stdout, e.io.stderr, e.io.terminal],
-                    "exit": _exit_record(e.exit),
-                    "exit_published": e.exit_published,
-                }
-                for e in task.execs.values()
-            },
-            "updated_at_ns": time.time_ns(),
-        }
+    async def forget_process(self, key: str) -> None:
+        """Tell the supervisor to drop a process record; gone already is fine."""
         try:
-            state.write(task.bundle, record)
-        except OSError as e:
-            log.error("recording task %s: %s", task.key, e)
+            await self.supervisor.forget(key)
+        except SupervisorError as e:
+            if e.errno != 2:  # ENOENT: it holds nothing under that key
+                raise
 
     def close(self) -> None:
         self.supervisor.close()
-
-
-def _exit_record(exit: Exit | None) -> list[int] | None:
-    return None if exit is None else [exit.pid, exit.status, exit.timestamp_ns]
 

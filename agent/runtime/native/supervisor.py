@@ -131,6 +131,19 @@ class Supervisor:
             listener.close()
         self.started_here = True
 
+    def alive(self) -> bool:
+        """Whether the supervisor process still runs (not gone, not a zombie)."""
+        if not self.pid:
+            return False
+        try:
+            with open(f"/proc/{self.pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)
+            with open(f"/proc/{self.pid}/cmdline", "rb") as f:
+                is_ours = f.read().split(b"\0", 1)[0].endswith(b"taskagent-supervisor")
+        except OSError:
+            return False
+        return is_ours and fields[1].split()[0] != b"Z"
+
     def close(self) -> None:
         """Detach; the supervisor and its processes keep running."""
         if self.sock is not None and self._loop is not None:

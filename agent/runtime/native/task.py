@@ -49,6 +49,7 @@ class ExecProcess(NativeProcess):
         if task_status != Status.RUNNING:
             raise FailedPrecondition(f"cannot start exec {self.id}: the task is {task_status.name.lower()}")
         payload = P.Payload().str(P.T_KEY, self.key).str(P.T_PARENT_KEY, self.task.key)
+        payload.bytes(P.T_ANNOTATION, self.record())
         self.spec.add_to(payload)
         opened = stdio.open_into(payload, self.io, stdin_closed=self.stdin_closed)
         procs_fds, dir_fd = self.task.cgroup.join_files()
@@ -76,7 +77,6 @@ class ExecProcess(NativeProcess):
         self.status = Status.RUNNING
         self.runtime.publish(self.task.namespace, "/tasks/exec-started",
                              ev.TaskExecStarted(container_id=self.task.id, exec_id=self.id, pid=pid))
-        self.task.persist()
         self._end_start()
         return pid
 
@@ -102,8 +102,10 @@ class ExecProcess(NativeProcess):
         if not self._gone.done():
             self._gone.set_result(None)
 
-    def exited(self) -> None:
-        self.task.persist()
+    def record(self) -> bytes:
+        """What the supervisor keeps for this exec, so a restarted agent can take it back."""
+        io = self.io
+        return orjson.dumps({"v": 1, "io": [io.stdin, io.stdout, io.stderr, io.terminal]})
 
     async def kill(self, signal: int, all: bool = False) -> None:
         check_signal(signal)
@@ -138,19 +140,28 @@ class ExecProcess(NativeProcess):
 
 class NativeTask(NativeProcess, Task):
     def __init__(self, runtime: "NativeRuntime", namespace: str, task_id: str, bundle: str,
-                 cgroup: Cgroup, io: IO, spec: specmod.ContainerSpec, rootfs: str):
+                 cgroup: Cgroup, io: IO, has_pidns: bool, rootfs: str, runtime_name: str = ""):
         self.namespace = namespace
         self._runtime = runtime
         super().__init__(self, task_id, f"{namespace}/{task_id}", io)
-        self.bundle = bundle
+        self.bundle = bundle  # "" unless the task has a directory of its own (rootfs mounts)
         self.cgroup = cgroup
-        self.spec = spec
+        self.has_pidns = has_pidns
         self.rootfs = rootfs
         self.execs: dict[str, ExecProcess] = {}
         self.created_at_ns = time.time_ns()
-        self.start_time = 0
         self.start_failed = False
-        self.runtime_name = ""  # the container's runtime name, for Metrics filters
+        self.runtime_name = runtime_name  # the container's runtime name, for Metrics filters
+
+    def record(self) -> bytes:
+        """What the supervisor keeps with the init, so a restarted agent can take it back."""
+        io = self.io
+        return orjson.dumps({
+            "v": 1, "ns": self.namespace, "id": self.id, "bundle": self.bundle,
+            "rootfs": self.rootfs, "cgroup": self.cgroup.path, "pidns": self.has_pidns,
+            "io": [io.stdin, io.stdout, io.stderr, io.terminal],
+            "created": self.created_at_ns, "runtime": self.runtime_name,
+        })
 
     @property
     def runtime(self) -> "NativeRuntime":
@@ -171,12 +182,10 @@ class NativeTask(NativeProcess, Task):
             self.start_failed = True
             self.status = Status.STOPPED
             self._end_start()
-            self.persist()
             raise errmap.to_agent_error(e, f"starting task {self.id}") from None
         self.status = Status.RUNNING
         self.runtime.publish(self.namespace, "/tasks/start",
                              ev.TaskStart(container_id=self.id, pid=pid))
-        self.persist()
         self._end_start()
         return pid
 
@@ -190,9 +199,6 @@ class NativeTask(NativeProcess, Task):
             # first); the ones never started would otherwise leave their Waits hanging.
             for ex in list(self.execs.values()):
                 ex.abandon(self.exit.timestamp_ns)
-
-    def exited(self) -> None:
-        self.persist()
 
     async def kill(self, signal: int, all: bool = False) -> None:
         check_signal(signal)
@@ -267,7 +273,6 @@ class NativeTask(NativeProcess, Task):
 
     def remove_exec(self, exec_id: str) -> None:
         self.execs.pop(exec_id, None)
-        self.persist()
 
     # -- the whole container -------------------------------------------------------------------
 
@@ -295,7 +300,6 @@ class NativeTask(NativeProcess, Task):
             raise FailedPrecondition(f"task {self.id} exited while pausing")
         self.status = Status.PAUSED
         self.runtime.publish(self.namespace, "/tasks/paused", ev.TaskPaused(container_id=self.id))
-        self.persist()
 
     async def resume(self) -> None:
         if self.status != Status.PAUSED:
@@ -303,7 +307,6 @@ class NativeTask(NativeProcess, Task):
         self.cgroup.thaw()
         self.status = Status.RUNNING
         self.runtime.publish(self.namespace, "/tasks/resumed", ev.TaskResumed(container_id=self.id))
-        self.persist()
 
     async def update(self, resources: Any, annotations: dict[str, str]) -> None:
         if self.exit is not None or self.status == Status.STOPPED:
@@ -325,8 +328,3 @@ class NativeTask(NativeProcess, Task):
 
     def stats_dirs(self) -> dict[str, str] | str:
         return self.cgroup.stat_dirs()
-
-    # -- record --------------------------------------------------------------------------------
-
-    def persist(self) -> None:
-        self.runtime.persist(self)
