@@ -119,4 +119,4 @@ def test_tasks_service_registered_as_in_the_seed():
     service = regs["io.containerd.service.v1.tasks-service"]
     assert tasks.requires == (plugin.SERVICE,)
     assert set(service.requires) == {plugin.EVENT, plugin.RUNTIME, plugin.METADATA}
-    assert service.optional == (plugin.TASK_MONITOR,)
+    assert service.optional == (plugin.TASK_MONITOR, plugin.CONTENT)

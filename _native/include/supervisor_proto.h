@@ -43,6 +43,7 @@ enum {
     SV_LIST = 9,        /* CURSOR -> PROC records and the next CURSOR while more are left */
     SV_SHUTDOWN = 10,   /* FORCE: kill every process first; otherwise refused while any lives */
     SV_ACK_EXIT = 11,   /* KEY: the agent has published this exit (LIST reports it after) */
+    SV_RESTORE = 12,    /* run criu restore (ARGs) for an init; <- PID of the restored init */
     SV_REPLY = 64,      /* ERRNO (0 = ok), ERRMSG, results */
     SV_EV_EXIT = 65,    /* KEY, PID, WAIT_STATUS, EXIT_CODE, EXITED_AT */
 };
@@ -71,6 +72,7 @@ enum {
     T_ANNOTATION = 26, /* the agent's record of the process: kept, returned by LIST */
     T_EXIT_ACKED = 27,
     T_CURSOR = 28,     /* LIST: where to start; in the reply, where to go on (absent: done) */
+    T_PIDFILE = 29,    /* RESTORE: where criu writes the restored init's pid */
 
     /* namespaces, cgroups */
     T_CLONE_FLAGS = 30, /* namespaces to create */

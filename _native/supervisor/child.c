@@ -131,6 +131,17 @@ static int loopback_up(struct nerr *e)
     return 0;
 }
 
+/* The container's own /dev/null once we are inside its filesystem (a host one would be a
+ * file from outside the container: CRIU could not checkpoint it); the host's if it has none. */
+static int container_devnull(int host_devnull)
+{
+    int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return host_devnull;
+    close(host_devnull);
+    return fd;
+}
+
 static void exec_now(struct spawn_config *cfg, int sync_fd, const char *path)
 {
     struct nerr e;
@@ -172,6 +183,7 @@ void child_init_main(struct spawn_config *cfg, int sync_fd)
     if (container_prepare_rootfs(cfg, &e) < 0 || container_pivot(cfg, &e) < 0 ||
         container_finish(cfg, &e) < 0)
         fail(sync_fd, &e);
+    devnull = container_devnull(devnull);
     if (cfg->terminal) {
         if (process_setup_terminal(cfg, sync_fd, &e) < 0)
             fail(sync_fd, &e);
@@ -216,6 +228,7 @@ void child_exec_main(struct spawn_config *cfg, int sync_fd, int target_pidfd, in
         fail(sync_fd, &e);
     }
     close(target_pidfd);
+    devnull = container_devnull(devnull);
     if (cfg->terminal) {
         if (process_setup_terminal(cfg, sync_fd, &e) < 0)
             fail(sync_fd, &e);

@@ -194,6 +194,7 @@ int config_decode(struct spawn_config *cfg, struct sv_packet *pkt, struct nerr *
         case T_MASKED: cfg->masked[i_mask++] = arena_str(&a, &f); break;
         case T_READONLY_PATH: cfg->readonly[i_ro++] = arena_str(&a, &f); break;
         case T_HOSTNAME: cfg->hostname = arena_str(&a, &f); break;
+        case T_PIDFILE: cfg->pidfile = arena_str(&a, &f); break;
         case T_DOMAINNAME: cfg->domainname = arena_str(&a, &f); break;
         case T_SYSCTL: cfg->sysctls[i_sys++] = arena_str(&a, &f); break;
         case T_ARG: cfg->args[i_arg++] = arena_str(&a, &f); break;

@@ -96,6 +96,7 @@ struct spawn_config {
     int proc_stdin, proc_stdout, proc_stderr;
     char *annotation;
     size_t annotation_len;
+    const char *pidfile; /* RESTORE only */
 };
 
 /* Decode payload into cfg, taking the referenced fds out of pkt. */

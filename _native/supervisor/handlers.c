@@ -14,11 +14,9 @@
 #include <unistd.h>
 
 #include "child.h"
+#include "spawn.h"
 #include "supervisor.h"
 
-#ifndef CLONE_INTO_CGROUP
-#define CLONE_INTO_CGROUP 0x200000000ULL
-#endif
 #ifndef P_PIDFD
 #define P_PIDFD 3
 #endif
@@ -87,7 +85,7 @@ static void reply_ok(uint32_t id)
 }
 
 /* Answer the request a process is waiting on, if it still belongs to this connection. */
-static void settle(struct proc *p, int code, const char *msg)
+void settle(struct proc *p, int code, const char *msg)
 {
     if (p->pending == P_NONE)
         return;
@@ -110,142 +108,11 @@ static void settle(struct proc *p, int code, const char *msg)
     p->pending = P_NONE;
 }
 
-static void set_pending(struct proc *p, enum pending_op op, uint32_t id)
+void set_pending(struct proc *p, enum pending_op op, uint32_t id)
 {
     p->pending = op;
     p->pending_id = id;
     p->pending_conn = link_conn();
-}
-
-static pid_t clone3_pidfd(uint64_t flags, int cgroup_fd, int *pidfd)
-{
-    struct clone_args args;
-    memset(&args, 0, sizeof(args));
-    args.flags = flags | CLONE_PIDFD;
-    args.pidfd = (uint64_t)(uintptr_t)pidfd;
-    args.exit_signal = SIGCHLD;
-    if (cgroup_fd >= 0) {
-        args.flags |= CLONE_INTO_CGROUP;
-        args.cgroup = (uint64_t)cgroup_fd;
-    }
-    return (pid_t)syscall(SYS_clone3, &args, sizeof(args));
-}
-
-/* What a spawn needs besides its config: the sync socket, and the far ends of the pipes the
- * process gets as its stdio (the relay copies between them and the client's fifos). */
-struct spawn {
-    int sv[2];
-    struct relay_fds rf;
-};
-
-static void spawn_init(struct spawn *sp)
-{
-    sp->sv[0] = sp->sv[1] = -1;
-    memset(&sp->rf, 0, sizeof(sp->rf));
-    sp->rf.in_src = sp->rf.in_dst = sp->rf.out_src = sp->rf.out_dst = -1;
-    sp->rf.err_src = sp->rf.err_dst = -1;
-}
-
-static void close_fd(int *fd)
-{
-    if (*fd >= 0) {
-        close(*fd);
-        *fd = -1;
-    }
-}
-
-/* In the parent, everything the relay does not own yet. */
-static void spawn_cleanup(struct spawn *sp)
-{
-    close_fd(&sp->sv[0]);
-    close_fd(&sp->sv[1]);
-    close_fd(&sp->rf.in_src);
-    close_fd(&sp->rf.in_dst);
-    close_fd(&sp->rf.out_src);
-    close_fd(&sp->rf.out_dst);
-    close_fd(&sp->rf.err_src);
-    close_fd(&sp->rf.err_dst);
-}
-
-/* A pipe for one stdio stream: `proc_end` goes to the process, `ours` to the relay. */
-static int stdio_pipe(int *proc_end, int *ours, int proc_reads, struct nerr *e)
-{
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) < 0)
-        return nerr_sys(e, errno, "creating a stdio pipe");
-    *proc_end = proc_reads ? fds[0] : fds[1];
-    *ours = proc_reads ? fds[1] : fds[0];
-    return 0;
-}
-
-static int spawn_prepare(struct spawn *sp, struct spawn_config *cfg, struct nerr *e)
-{
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp->sv) < 0)
-        return nerr_sys(e, errno, "creating the sync socket");
-    sp->rf.terminal = cfg->terminal;
-    /* The fifos move to the relay; the process gets our pipes (or, later, its pty). */
-    sp->rf.in_src = cfg->stdin_fifo;
-    sp->rf.out_dst = cfg->stdout_fifo;
-    sp->rf.err_dst = cfg->stderr_fifo;
-    cfg->stdin_fifo = cfg->stdout_fifo = cfg->stderr_fifo = -1;
-    if (cfg->terminal)
-        return 0;
-    if (sp->rf.in_src >= 0 && stdio_pipe(&cfg->proc_stdin, &sp->rf.in_dst, 1, e) < 0)
-        return -1;
-    if (sp->rf.out_dst >= 0 && stdio_pipe(&cfg->proc_stdout, &sp->rf.out_src, 0, e) < 0)
-        return -1;
-    if (sp->rf.err_dst >= 0 && stdio_pipe(&cfg->proc_stderr, &sp->rf.err_src, 0, e) < 0)
-        return -1;
-    return 0;
-}
-
-/* In the child: only the sync socket's child end and its config's fds are its own. */
-static void spawn_child_side(struct spawn *sp)
-{
-    close_fd(&sp->sv[0]);
-    sp->sv[1] = -1; /* kept by the child */
-    spawn_cleanup(sp);
-}
-
-/* Common tail of CREATE and EXEC in the parent: record the child, start its relay, watch it.
- * Takes the sync socket and the relay's fds from sp. */
-static void adopt_child(struct proc *p, struct spawn_config *cfg, struct spawn *sp, pid_t pid,
-                        int pidfd)
-{
-    proc_set_pid(p, pid);
-    p->pidfd = pidfd;
-    p->sync_fd = sp->sv[0];
-    sp->sv[0] = -1;
-    p->terminal = cfg->terminal;
-    p->stdin_hold = cfg->stdin_hold;
-    p->stdout_hold = cfg->stdout_hold;
-    p->stderr_hold = cfg->stderr_hold;
-    cfg->stdin_hold = cfg->stdout_hold = cfg->stderr_hold = -1;
-    if (cfg->annotation_len && (p->annotation = malloc(cfg->annotation_len)) != NULL) {
-        memcpy(p->annotation, cfg->annotation, cfg->annotation_len);
-        p->annotation_len = cfg->annotation_len;
-    }
-    p->relay = relay_new(p, &sp->rf);
-    if (p->relay)
-        spawn_init(sp); /* the relay owns them now */
-    loop_add(pidfd, EPOLLIN, &p->w_pidfd);
-    loop_add(p->sync_fd, EPOLLIN, &p->w_sync);
-}
-
-static void refuse(struct sv_packet *pkt, struct spawn_config *cfg, struct spawn *sp, int code,
-                   const char *msg)
-{
-    link_reply_error(pkt->hdr.id, code, msg);
-    spawn_cleanup(sp);
-    config_free(cfg);
-}
-
-/* The parent could not keep a child it just made: stop it. */
-static void abandon_child(pid_t pid, int pidfd)
-{
-    syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-    waitpid(pid, NULL, 0);
-    close(pidfd);
 }
 
 static void handle_create(struct sv_packet *pkt)
@@ -354,6 +221,12 @@ static void handle_start(struct sv_packet *pkt, struct simple_req *r)
     if (p->state != SV_STATE_CREATED || p->pending != P_NONE || p->reaped) {
         link_reply_error(pkt->hdr.id, EBUSY, p->reaped ? "the process has exited"
                                                       : "the process is not waiting to start");
+        return;
+    }
+    if (p->restored) {
+        /* Stopped by criu: the agent continues the whole tree (SIGCONT to its cgroup). */
+        p->state = SV_STATE_RUNNING;
+        reply_pid(pkt->hdr.id, p->pid);
         return;
     }
     if (send(p->sync_fd, &go, 1, MSG_NOSIGNAL) != 1) {
@@ -548,6 +421,7 @@ void handle_packet(struct sv_packet *pkt)
     case SV_CREATE: handle_create(pkt); return;
     case SV_EXEC: handle_exec(pkt); return;
     case SV_LIST: handle_list(pkt); return;
+    case SV_RESTORE: handle_restore(pkt); return;
     default: break;
     }
     if (parse_simple(pkt, &r) < 0) {
@@ -696,6 +570,12 @@ void reap(struct proc *p)
     loop_del(p->pidfd);
     close(p->pidfd);
     p->pidfd = -1;
+    if (p->restoring) {
+        restore_finished(p, p->exit_code);
+        if (p->spawn_failed)
+            proc_free(p);
+        return;
+    }
     /* A message sent just before exit (ERROR, or EOF after exec) comes first. */
     if (p->sync_fd >= 0)
         handle_sync(p);

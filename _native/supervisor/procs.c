@@ -84,6 +84,14 @@ void proc_set_pid(struct proc *p, pid_t pid)
     by_pid[h] = p;
 }
 
+static void unlink_pid(struct proc *p);
+
+void proc_change_pid(struct proc *p, pid_t pid)
+{
+    unlink_pid(p);
+    proc_set_pid(p, pid);
+}
+
 static void unlink_key(struct proc *p)
 {
     struct proc **pp;
@@ -139,6 +147,7 @@ void proc_free(struct proc *p)
         relay_free(p->relay);
     free(p->exec_error);
     free(p->annotation);
+    free(p->pidfile);
     free(p->key);
     free(p->task_key);
     free(p);

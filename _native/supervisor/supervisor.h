@@ -59,7 +59,7 @@ struct relay_fds {
     int err_src, err_dst;
 };
 
-enum pending_op { P_NONE = 0, P_CREATE, P_START, P_EXEC, P_FORGET };
+enum pending_op { P_NONE = 0, P_CREATE, P_START, P_EXEC, P_FORGET, P_RESTORE };
 
 struct proc {
     struct proc *next_key; /* hash chains */
@@ -78,6 +78,9 @@ struct proc {
     char *annotation; /* the agent's record of this process, returned by LIST */
     size_t annotation_len;
     int exit_acked;   /* the agent has published this exit */
+    int restoring;    /* pid is criu's, restoring this init; then the init's own */
+    int restored;     /* made by criu: stopped, Start continues it (no sync socket) */
+    char *pidfile;
     struct relay *relay;
     struct watch w_pidfd, w_sync;
 
@@ -101,6 +104,7 @@ struct proc *proc_new(const char *key, const char *task_key);
 struct proc *proc_by_key(const char *key);
 struct proc *proc_by_pid(pid_t pid);
 void proc_set_pid(struct proc *p, pid_t pid);
+void proc_change_pid(struct proc *p, pid_t pid);
 void proc_free(struct proc *p);
 struct proc *proc_first(void);
 int proc_count(void);
@@ -128,6 +132,14 @@ void reap_orphans(void);
 void maybe_notify_exit(struct proc *p);
 void check_deadlines(int64_t now);
 int64_t next_deadline(void);
+
+/* restore.c */
+void handle_restore(struct sv_packet *pkt);
+void restore_finished(struct proc *p, int exit_code);
+
+/* handlers.c, for restore.c */
+void settle(struct proc *p, int code, const char *msg);
+void set_pending(struct proc *p, enum pending_op op, uint32_t id);
 
 /* relay.c */
 struct relay *relay_new(struct proc *p, const struct relay_fds *f);

@@ -198,6 +198,27 @@ async def _top(args: argparse.Namespace) -> int:
             await asyncio.sleep(args.interval)
 
 
+async def _checkpoint(args: argparse.Namespace) -> int:
+    from agent.client.checkpoint import checkpoint
+
+    async with _client(args) as client:
+        name = await checkpoint(client, args.id, exit=args.exit,
+                                progress=lambda line: print(line, file=sys.stderr))
+        print(name)
+    return 0
+
+
+async def _restore(args: argparse.Namespace) -> int:
+    from agent.client.checkpoint import restore
+
+    async with _client(args) as client:
+        pid = await restore(client, args.image, args.id,
+                            rootfs=os.path.abspath(args.rootfs) if args.rootfs else None,
+                            progress=lambda line: print(line, file=sys.stderr))
+        print(pid)
+    return 0
+
+
 async def _events(args: argparse.Namespace) -> int:
     async with _client(args) as client:
         async for env in client.subscribe(args.filters):
@@ -292,6 +313,19 @@ def add_client_commands(sub: argparse._SubParsersAction) -> None:
     top.add_argument("--interval", type=float, default=2.0)
     top.add_argument("--once", action="store_true", help="print one table and exit")
     top.set_defaults(func=lambda a: _run_async(_top(a)))
+
+    cp = sub.add_parser("checkpoint", help="checkpoint a running task into an image (CRIU)")
+    _common(cp)
+    cp.add_argument("--exit", action="store_true", help="stop the task after the checkpoint")
+    cp.add_argument("id")
+    cp.set_defaults(func=lambda a: _run_async(_checkpoint(a)))
+
+    rs = sub.add_parser("restore", help="a new container running from a checkpoint image")
+    _common(rs)
+    rs.add_argument("--rootfs", help="root filesystem (default: the checkpointed one)")
+    rs.add_argument("image", help="the checkpoint image name that `checkpoint` printed")
+    rs.add_argument("id", help="the new container's id")
+    rs.set_defaults(func=lambda a: _run_async(_restore(a)))
 
     events = sub.add_parser("events", help="print events as they happen")
     _common(events)

@@ -27,10 +27,6 @@ def lease() -> str | None:
     return _lease.get()
 
 
-def set_request(ns: str | None, lease_id: str | None) -> tuple:
-    return _namespace.set(ns), _lease.set(lease_id)
-
-
-def reset_request(tokens: tuple) -> None:
-    _namespace.reset(tokens[0])
-    _lease.reset(tokens[1])
+def set_request(ns: str | None, lease_id: str | None) -> None:
+    _namespace.set(ns)
+    _lease.set(lease_id)

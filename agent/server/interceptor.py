@@ -31,7 +31,9 @@ UNNAMESPACED = (
 )
 
 
-def _read_metadata(ctx: grpc.aio.ServicerContext, needs_namespace: bool) -> tuple:
+def _read_metadata(ctx: grpc.aio.ServicerContext, needs_namespace: bool) -> None:
+    """Validate the request's metadata and keep it for the services. Each RPC runs in a task
+    of its own, with a copy of the context, so nothing needs resetting afterwards."""
     ns = lease = None
     for key, value in ctx.invocation_metadata() or ():
         if key == reqctx.NAMESPACE_KEY:
@@ -43,7 +45,7 @@ def _read_metadata(ctx: grpc.aio.ServicerContext, needs_namespace: bool) -> tupl
             identifiers.validate(ns, "namespace")
     elif needs_namespace:
         raise _NamespaceRequired()
-    return reqctx.set_request(ns or None, lease)
+    reqctx.set_request(ns or None, lease)
 
 
 class _NamespaceRequired(AgentError):
@@ -63,17 +65,14 @@ def _wrap_unary(method: str, needs_ns: bool, fn: Callable) -> Callable:
     async def handler(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
         start = time.perf_counter_ns()
         failed = True
-        tokens = None
         try:
-            tokens = _read_metadata(ctx, needs_ns)
+            _read_metadata(ctx, needs_ns)
             result = await fn(request, ctx)
             failed = False
             return result
         except Exception as exc:
             await _abort(ctx, method, exc)
         finally:
-            if tokens is not None:
-                reqctx.reset_request(tokens)
             STATS.record(method, time.perf_counter_ns() - start, failed)
 
     return handler
@@ -83,17 +82,14 @@ def _wrap_stream_out(method: str, needs_ns: bool, fn: Callable) -> Callable:
     async def handler(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
         start = time.perf_counter_ns()
         failed = True
-        tokens = None
         try:
-            tokens = _read_metadata(ctx, needs_ns)
+            _read_metadata(ctx, needs_ns)
             async for item in fn(request, ctx):
                 yield item
             failed = False
         except Exception as exc:
             await _abort(ctx, method, exc)
         finally:
-            if tokens is not None:
-                reqctx.reset_request(tokens)
             STATS.record(method, time.perf_counter_ns() - start, failed)
 
     return handler

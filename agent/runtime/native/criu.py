@@ -63,7 +63,10 @@ class Criu:
         exports["criu"] = f"unavailable: {reason}"
         log.info("checkpoint and restore are unavailable: %s", reason)
 
-    def require(self) -> str:
+    async def require(self) -> str:
+        """The criu path, once the check has passed (waiting for it if it still runs)."""
+        if self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
         if not self.ready:
             raise FailedPrecondition(f"checkpoint/restore unavailable: {self.reason}")
         return self.path

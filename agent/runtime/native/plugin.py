@@ -18,6 +18,8 @@ CONFIG = {
     "cgroup_v2_mount": "",
     # The supervisor executable; empty means the one installed with the package.
     "supervisor_binary": "",
+    # CRIU for checkpoint/restore (4.1 or newer on kernels from 6.13); empty: found in PATH.
+    "criu_path": "",
 }
 
 
@@ -32,6 +34,7 @@ async def _init(ic: plugin.InitContext) -> NativeRuntime:
     await supervisor.connect()
     await recovery.recover(runtime)
     runtime.exports = ic.exports
+    runtime.criu.start_check(cfg["criu_path"], ic.exports)
     ic.exports["cgroup_driver"] = cgroups.driver
     ic.exports["supervisor_pid"] = str(supervisor.pid)
     return runtime

@@ -92,6 +92,8 @@ def _take_back(runtime: "NativeRuntime", procs: list[ProcInfo]) -> list:
                           bool(record.get("pidns")), record.get("rootfs", ""),
                           record.get("runtime", ""))
         task.created_at_ns = int(record.get("created", 0))
+        task.binds = list(record.get("binds", []))
+        task.restored = bool(record.get("restored", False))
         exit = _restore_state(task, info)
         if task.status == Status.RUNNING and exit is None and _frozen(task):
             task.status = Status.PAUSED

@@ -20,7 +20,8 @@ from agent.api.containerd.types import mount_pb2
 from agent.cgroups import Cgroups
 from agent.cgroups import resources as cgroup_resources
 from agent.errors import AlreadyExists, InvalidArgument, NotFound
-from agent.runtime.native import errmap, stdio
+from agent.runtime.native import checkpoint, errmap, stdio
+from agent.runtime.native.criu import Criu
 from agent.runtime.native import protocol as P
 from agent.runtime.native import spec as specmod
 from agent.runtime.native.supervisor import ExitEvent, Supervisor, SupervisorError
@@ -47,6 +48,7 @@ class NativeRuntime(PlatformRuntime):
         # While tasks are being taken back after a restart, exits wait here for them.
         self.held_exits: list[ExitEvent] | None = None
         self.exports: dict[str, str] = {}  # the plugin's, for introspection
+        self.criu = Criu()
         supervisor.on_exit = self.on_supervisor_exit
         supervisor.on_lost = self.on_supervisor_lost
 
@@ -165,9 +167,15 @@ class NativeRuntime(PlatformRuntime):
         # A task being created is reserved at once, so a concurrent Create gets AlreadyExists.
         task = NativeTask(self, namespace, task_id, bundle, self.cgroups.for_task(namespace, task_id),
                           opts.io, spec.has_pidns, rootfs, opts.runtime)
+        task.binds = [m.destination for m in spec.mounts if m.bind]
+        if opts.checkpoint:
+            await self.criu.require()
+            if terminal:
+                raise InvalidArgument("a task with a terminal cannot be restored")
+            task.restored = True
         self.adopt(task)
         try:
-            await self._spawn_init(task, spec, resources, mounts)
+            await self._spawn_init(task, spec, resources, mounts, opts.checkpoint)
         except BaseException:
             self._forget(task)
             raise
@@ -181,7 +189,8 @@ class NativeRuntime(PlatformRuntime):
         return task
 
     async def _spawn_init(self, task: NativeTask, spec: specmod.ContainerSpec,
-                          resources: cgroup_resources.Resources, mounts: list[P.Payload]) -> None:
+                          resources: cgroup_resources.Resources, mounts: list[P.Payload],
+                          checkpoint_dir: str = "") -> None:
         if task.bundle:
             os.makedirs(os.path.dirname(task.bundle), mode=0o711, exist_ok=True)
             if os.path.lexists(task.bundle):
@@ -213,6 +222,12 @@ class NativeRuntime(PlatformRuntime):
             if dir_fd is not None:
                 fds.append(dir_fd)
                 payload.fd(P.T_CGROUP_DIR, dir_fd)
+            if checkpoint_dir:
+                if mounts or spec.ns_paths:
+                    raise InvalidArgument("restoring with rootfs mounts or joined namespaces "
+                                          "is not supported")
+                await self._restore(task, spec, checkpoint_dir)
+                return
             opened = stdio.open_into(payload, task.io)
             try:
                 task.pid = await self.supervisor.create(payload)
@@ -232,6 +247,31 @@ class NativeRuntime(PlatformRuntime):
                 os.close(fd)
             if opened is not None:
                 opened.close()
+
+    async def _restore(self, task: NativeTask, spec: specmod.ContainerSpec, image_dir: str) -> None:
+        """Bring the task back from a checkpoint; its cgroup is made already."""
+        descriptors = checkpoint.read_descriptors(image_dir)
+        root = os.path.join(image_dir, "criu-root")
+        pidfile = os.path.join(image_dir, "restore.pid")
+        binds = {m.destination: m.source for m in spec.mounts if m.bind}
+        argv = checkpoint.restore_argv(await self.criu.require(), image_dir, root, pidfile,
+                                       task.cgroup.path, descriptors, binds, False)
+        payload = checkpoint.restore_payload(task.key, task.record(), argv, pidfile,
+                                             task.has_pidns)
+        opened = stdio.open_into(payload, task.io)
+        checkpoint.bind_root(task.rootfs, root)
+        try:
+            task.pid = await self.supervisor.restore(payload)
+        except Exception as e:
+            log_path = os.path.join(image_dir, checkpoint.RESTORE_LOG)
+            cause = checkpoint.first_error(log_path)
+            kept = checkpoint.keep_log(log_path, os.path.join(
+                self.state_dir, "logs", f"restore-{task.namespace}-{task.id}.log"))
+            raise errmap.to_agent_error(e, f"restoring task {task.id}: {cause or 'see the log'}"
+                                        + (f" (log: {kept})" if kept else "")) from None
+        finally:
+            opened.close()
+            checkpoint.unbind_root(root)
 
     async def delete(self, namespace: str, task_id: str) -> Exit:
         task = self.get(namespace, task_id)

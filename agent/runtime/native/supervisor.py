@@ -242,6 +242,9 @@ class Supervisor:
     async def create(self, payload: P.Payload) -> int:
         return P.u64((await self.request(P.CREATE, payload)).get(P.T_PID))
 
+    async def restore(self, payload: P.Payload) -> int:
+        return P.u64((await self.request(P.RESTORE, payload)).get(P.T_PID))
+
     async def start(self, key: str) -> int:
         reply = await self.request(P.START, P.Payload().str(P.T_KEY, key))
         return P.u64(reply.get(P.T_PID))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,7 @@ from agent.api.containerd.events import task_pb2 as ev
 from agent.cgroups import resources as cgroup_resources
 from agent.cgroups.base import Cgroup
 from agent.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from agent.runtime.native import errmap, stdio
+from agent.runtime.native import checkpoint, errmap, stdio
 from agent.runtime.native import protocol as P
 from agent.runtime.native import spec as specmod
 from agent.runtime.native.process import NativeProcess, check_signal
@@ -147,6 +148,8 @@ class NativeTask(NativeProcess, Task):
         self.bundle = bundle  # "" unless the task has a directory of its own (rootfs mounts)
         self.cgroup = cgroup
         self.has_pidns = has_pidns
+        self.binds: list[str] = []  # destinations of host bind mounts (external to a checkpoint)
+        self.restored = False  # made from a checkpoint: stopped until Start continues it
         self.rootfs = rootfs
         self.execs: dict[str, ExecProcess] = {}
         self.created_at_ns = time.time_ns()
@@ -160,7 +163,8 @@ class NativeTask(NativeProcess, Task):
             "v": 1, "ns": self.namespace, "id": self.id, "bundle": self.bundle,
             "rootfs": self.rootfs, "cgroup": self.cgroup.path, "pidns": self.has_pidns,
             "io": [io.stdin, io.stdout, io.stderr, io.terminal],
-            "created": self.created_at_ns, "runtime": self.runtime_name,
+            "created": self.created_at_ns, "runtime": self.runtime_name, "binds": self.binds,
+            "restored": self.restored,
         })
 
     @property
@@ -183,6 +187,8 @@ class NativeTask(NativeProcess, Task):
             self.status = Status.STOPPED
             self._end_start()
             raise errmap.to_agent_error(e, f"starting task {self.id}") from None
+        if self.restored:
+            self.cgroup.signal_all(signal.SIGCONT)  # criu left the whole tree stopped
         self.status = Status.RUNNING
         self.runtime.publish(self.namespace, "/tasks/start",
                              ev.TaskStart(container_id=self.id, pid=pid))
@@ -324,7 +330,29 @@ class NativeTask(NativeProcess, Task):
         self.cgroup.apply(parsed, update=True)
 
     async def checkpoint(self, path: str, options: Any) -> None:
-        raise FailedPrecondition("checkpoint is not available in this runtime build")
+        """Dump the task with CRIU into `path` (options: a checkpoint.CheckpointRequest)."""
+        req: checkpoint.CheckpointRequest = options
+        req.check()
+        if self.status == Status.CREATED:
+            raise FailedPrecondition(f"cannot checkpoint a task in created state ({self.id})")
+        if self.exit is not None or self.status == Status.STOPPED:
+            raise FailedPrecondition(f"cannot checkpoint a stopped task ({self.id})")
+        if self.io.terminal:
+            raise FailedPrecondition(f"cannot checkpoint task {self.id}: it has a terminal")
+        criu = await self.runtime.criu.require()
+        was_paused = self.status == Status.PAUSED
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        checkpoint.write_descriptors(path, checkpoint.stdio_descriptors(self.pid))
+        freezer = self.cgroup.stat_dirs()
+        freezer_dir = freezer["freezer"] if isinstance(freezer, dict) else freezer
+        controllers = sorted(freezer) if isinstance(freezer, dict) else []
+        argv = checkpoint.dump_argv(criu, self.pid, self.rootfs, freezer_dir, req, self.binds,
+                                    controllers)
+        await checkpoint.run_criu(argv, req.work_path or path, checkpoint.DUMP_LOG, "dump")
+        if was_paused and not req.exit and self.exit is None:
+            await self.cgroup.freeze()  # criu thaws what it froze: a paused task stays paused
+        self.runtime.publish(self.namespace, "/tasks/checkpointed",
+                             ev.TaskCheckpointed(container_id=self.id, checkpoint=path))
 
     def stats_dirs(self) -> dict[str, str] | str:
         return self.cgroup.stat_dirs()

@@ -52,10 +52,8 @@ class IntrospectionLocal:
         return api.ServerResponse(uuid=self._uuid)
 
     def _all(self) -> list[api.Plugin]:
-        # Plugins are only ever added, so the count tells whether the cache is current.
-        if len(self._cache) != len(self._plugins.ordered):
-            self._cache = [describe(p) for p in self._plugins.ordered]
-        return self._cache
+        # Described afresh each time: exports change (the CRIU check, a new supervisor).
+        return [describe(p) for p in self._plugins.ordered]
 
 
 def describe(p: plugin.Plugin) -> api.Plugin:

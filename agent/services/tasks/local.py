@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import shutil
+import tempfile
 import time
 from typing import Any
 
@@ -17,7 +20,9 @@ from agent import filters, identifiers, plugin
 from agent.api.containerd.services.tasks.v1 import tasks_pb2 as api
 from agent.api.containerd.types.task import task_pb2 as types
 from agent.api.runc import options_pb2
-from agent.errors import AlreadyExists, InvalidArgument, NotFound, NotImplementedYet
+from agent.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from agent.server import context as reqctx
+from agent.services.tasks import checkpoints
 from agent.native import cgstats
 from agent.runtime.task import IO, CreateOpts, Exit, Mount, PlatformRuntime, Task, TaskMonitor
 
@@ -100,11 +105,14 @@ def _json(value: bytes, what: str) -> Any:
 
 class TasksLocal:
     def __init__(self, runtimes: dict[str, PlatformRuntime], default: PlatformRuntime,
-                 containers: Any, monitor: TaskMonitor):
+                 containers: Any, monitor: TaskMonitor, content: Any = None,
+                 work_dir: str = ""):
         self.runtimes = runtimes
         self.default = default
         self.containers = containers
         self.monitor = monitor
+        self.content = content  # the content store, for checkpoint images
+        self.work_dir = work_dir  # where checkpoint images are made and unpacked
 
     # -- lookups -------------------------------------------------------------------------------
 
@@ -146,8 +154,6 @@ class TasksLocal:
 
     async def create(self, ns: str, r: api.CreateTaskRequest) -> api.CreateTaskResponse:
         container = self._container(ns, r.container_id)
-        if r.HasField("checkpoint") and r.checkpoint.digest:
-            raise NotImplementedYet("restoring from a checkpoint is not available yet")
         runtime = self.runtime_for(container.runtime.name)
         try:
             runtime.get(ns, r.container_id)
@@ -164,9 +170,28 @@ class TasksLocal:
             runtime=container.runtime.name,
             task_options=r.options if r.HasField("options") else None,
         )
-        task = await runtime.create(ns, r.container_id, opts)
+        restore_dir = ""
+        if r.HasField("checkpoint") and r.checkpoint.digest:
+            if self.content is None:
+                raise FailedPrecondition("restoring needs the content store, which is not loaded")
+            restore_dir = self._scratch("restore")
+            try:
+                await checkpoints.unpack(self.content, ns, r.checkpoint, restore_dir)
+            except BaseException:
+                shutil.rmtree(restore_dir, ignore_errors=True)
+                raise
+            opts.checkpoint = restore_dir
+        try:
+            task = await runtime.create(ns, r.container_id, opts)
+        finally:
+            if restore_dir:
+                shutil.rmtree(restore_dir, ignore_errors=True)
         self.monitor.monitor(task, {"runtime": container.runtime.name})
         return api.CreateTaskResponse(container_id=r.container_id, pid=task.state().pid)
+
+    def _scratch(self, what: str) -> str:
+        os.makedirs(self.work_dir, mode=0o700, exist_ok=True)
+        return tempfile.mkdtemp(prefix=f"{what}-", dir=self.work_dir)
 
     async def start(self, ns: str, r: api.StartRequest) -> api.StartResponse:
         proc = self._process(ns, r.container_id, r.exec_id)
@@ -283,7 +308,23 @@ class TasksLocal:
         return out
 
     async def checkpoint(self, ns: str, r: api.CheckpointTaskRequest) -> api.CheckpointTaskResponse:
-        raise NotImplementedYet("checkpoint is not available yet")
+        container = self._container(ns, r.container_id)
+        task = self.runtime_for(container.runtime.name).get(ns, r.container_id)
+        if self.content is None:
+            raise FailedPrecondition("checkpoint needs the content store, which is not loaded")
+        scratch = self._scratch("checkpoint")
+        try:
+            req, kept = checkpoints.request_from(r.options if r.HasField("options") else None,
+                                                 scratch)
+            await task.checkpoint(req.image_path, req)
+            if kept:  # the client asked for the images in its own directory
+                return api.CheckpointTaskResponse()
+            lease = reqctx.lease()
+            image = await checkpoints.store_image(self.content, ns, req.image_path, lease)
+            config = await checkpoints.store_config(self.content, ns, container.spec, lease)
+            return api.CheckpointTaskResponse(descriptors=[image, config])
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 async def _init(ic: plugin.InitContext) -> TasksLocal:
@@ -299,7 +340,12 @@ async def _init(ic: plugin.InitContext) -> TasksLocal:
     named = dict(runtimes)
     for rt in runtimes.values():
         named[rt.id] = rt  # also reachable by its full name, io.containerd.runtime.v2.native
-    local = TasksLocal(named, runtimes[DEFAULT_RUNTIME], metadata.containers, monitor)
+    try:
+        content = ic.get(plugin.CONTENT)
+    except NotFound:
+        content = None
+    local = TasksLocal(named, runtimes[DEFAULT_RUNTIME], metadata.containers, monitor, content,
+                       os.path.join(ic.state, "checkpoints"))
     for rt in runtimes.values():
         if hasattr(rt, "exit_hooks"):
             rt.exit_hooks.append(monitor.before_exit)
@@ -313,5 +359,5 @@ plugin.register(plugin.Registration(
     id="tasks-service",
     init=_init,
     requires=(plugin.EVENT, plugin.RUNTIME, plugin.METADATA),
-    optional=(plugin.TASK_MONITOR,),
+    optional=(plugin.TASK_MONITOR, plugin.CONTENT),
 ))
