@@ -31,6 +31,15 @@ def make_rootfs(base: str) -> str:
     return root
 
 
+def working_criu() -> str:
+    """A criu that passes `criu check` here ($TASKAGENT_CRIU, PATH, /opt/criu/criu), or ""."""
+    for path in (os.environ.get("TASKAGENT_CRIU", ""), shutil.which("criu") or "",
+                 "/opt/criu/criu"):
+        if path and subprocess.run([path, "check"], capture_output=True).returncode == 0:
+            return path
+    return ""
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -86,7 +95,7 @@ class Daemon:
 class OurAgent(Daemon):
     name = "taskagent"
 
-    def __init__(self) -> None:
+    def __init__(self, criu: str = "") -> None:
         super().__init__()
         self.address = os.path.join(self.base, "run", "agent.sock")
         self.state = os.path.join(self.base, "state")
@@ -95,7 +104,27 @@ class OurAgent(Daemon):
         self.config = os.path.join(self.base, "config.toml")
         with open(self.config, "w") as f:
             f.write(f'[metrics]\n  address = "127.0.0.1:{self.metrics_port}"\n'
-                    f'[plugins."{RUNTIME_URI}"]\n  cgroup_parent = "{self.cgroup_parent}"\n')
+                    f'[plugins."{RUNTIME_URI}"]\n  cgroup_parent = "{self.cgroup_parent}"\n'
+                    f'  criu_path = "{criu}"\n')
+
+    def restart(self) -> float:
+        """Stop only the agent (its supervisor and containers stay), start it again; returns
+        seconds from the new process's start to its first answered call."""
+        import asyncio
+
+        from agent.client import Client
+
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(60)
+        t0 = time.perf_counter()
+        self.start()
+
+        async def first_call() -> None:
+            async with Client(self.address, "bench") as client:
+                await client.server_version()
+
+        asyncio.run(first_call())
+        return time.perf_counter() - t0
 
     def start(self) -> "OurAgent":
         os.makedirs(os.path.dirname(self.address), mode=0o700, exist_ok=True)
@@ -177,8 +206,9 @@ class Containerd(Daemon):
         return bool(shutil.which("containerd") and shutil.which("runc")
                     and shutil.which("containerd-shim-runc-v2"))
 
-    def __init__(self) -> None:
+    def __init__(self, criu: str = "") -> None:
         super().__init__()
+        self.criu = criu  # runc finds criu in PATH: put a working one first
         self.address = os.path.join(self.base, "containerd.sock")
         self.config = os.path.join(self.base, "config.toml")
         with open(self.config, "w") as f:
@@ -187,9 +217,12 @@ class Containerd(Daemon):
                     '[plugins."io.containerd.grpc.v1.cri"]\n  disable = true\n')
 
     def start(self) -> "Containerd":
+        env = dict(os.environ)
+        if self.criu:
+            env["PATH"] = os.path.dirname(self.criu) + ":" + env.get("PATH", "")
         self.proc = subprocess.Popen(["containerd", "--config", self.config],
                                      stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
-                                     cwd=self.base)
+                                     cwd=self.base, env=env)
         _wait_socket(self.address, self.proc, self.log)
         return self
 

@@ -114,6 +114,18 @@ def rows(data: dict) -> list[list[str]]:
         add(f"tar apply of a {size:.0f} MB tree (ref: GNU tar)", t["apply"], t["gnu_apply"],
             " MB/s", _ratio(t["gnu_apply"], t["apply"], True), ">= GNU tar",
             t["apply"] >= t["gnu_apply"])
+    if "restart" in r:
+        x = r["restart"]
+        secs = x["seconds_to_serving"]
+        add(f"agent restart to serving, {x['tasks']} running tasks", secs * 1000, None, " ms",
+            None, "<= 1 s" if x["tasks"] >= 1000 else "", (secs <= 1) if x["tasks"] >= 1000 else None)
+    if "checkpoint" in r and "skipped" not in r["checkpoint"]:
+        c = r["checkpoint"]
+        for op in ("checkpoint", "restore"):
+            ours = c.get(OURS, {}).get(op, {}).get("p50_ms")
+            ref = c.get(REF, {}).get(op, {}).get("p50_ms")
+            note = "" if ref is not None else c.get(REF, {}).get("error", "")[:60]
+            add(f"{op} of a small container, p50", ours, ref, " ms", _ratio(ref, ours), note, None)
     for extra in data.get("extra_rows", []):
         out.append(extra)
     return out

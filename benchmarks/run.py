@@ -27,11 +27,11 @@ from benchmarks.scenarios import NS
 QUICK = {"lifecycle_rounds": 40, "floor_rounds": 200, "throughput_seconds": 3.0,
          "exec_rounds": 40, "pause_rounds": 40, "exit_rounds": 20,
          "density_ours": [0, 20, 100], "density_ref": [0, 10], "metrics_rounds": 5,
-         "cold_rounds": 3, "tar_quick": True}
+         "cold_rounds": 3, "tar_quick": True, "restart_tasks": 100, "checkpoint_rounds": 3}
 FULL = {"lifecycle_rounds": 200, "floor_rounds": 2000, "throughput_seconds": 10.0,
         "exec_rounds": 200, "pause_rounds": 200, "exit_rounds": 100,
         "density_ours": [0, 100, 1000], "density_ref": [0, 50], "metrics_rounds": 20,
-        "cold_rounds": 10, "tar_quick": False}
+        "cold_rounds": 10, "tar_quick": False, "restart_tasks": 1000, "checkpoint_rounds": 10}
 
 
 def progress(msg: str) -> None:
@@ -67,8 +67,9 @@ def machine() -> dict:
 
 class Bench:
     def __init__(self, cfg: dict, rootfs: str, ours: daemons.OurAgent,
-                 reference: daemons.Containerd | None):
+                 reference: daemons.Containerd | None, criu: str = ""):
         self.cfg = cfg
+        self.criu = criu
         self.rootfs = rootfs
         self.ours = ours
         self.reference = reference
@@ -243,6 +244,58 @@ class Bench:
         shutil.rmtree(os.path.dirname(result), ignore_errors=True)
 
 
+    async def restart(self) -> None:
+        """Agent restart to serving with N running tasks (ours only: containerd's shims make
+        its restart a different thing)."""
+        n = self.cfg["restart_tasks"]
+        client = Client(self.ours.address, NS)
+        running = 0
+        try:
+            while running < n:
+                batch = min(8, n - running)
+                await asyncio.gather(*(scenarios.start_sleeper(
+                    client, f"rs-{running + i}", self.rootfs, "") for i in range(batch)))
+                running += batch
+                progress(f"restart: {running}/{n} tasks")
+            await client.close()
+            progress(f"restart: restarting the agent with {n} tasks")
+            seconds = await asyncio.get_running_loop().run_in_executor(None, self.ours.restart)
+            client = Client(self.ours.address, NS)
+            listed = len(await client.list_tasks())
+            assert listed == n, f"{listed} of {n} tasks came back"
+            self.results["restart"] = {"tasks": n, "seconds_to_serving": seconds}
+        finally:
+            progress(f"restart: removing {running} tasks")
+            for i in range(0, running, 16):
+                await asyncio.gather(*(scenarios.stop_and_remove(client, f"rs-{j}")
+                                       for j in range(i, min(i + 16, running))))
+            await client.close()
+
+    async def checkpoint(self) -> None:
+        """Checkpoint (leave running) and restore of a small container, both daemons, with
+        the same client calls; skipped where no working CRIU is found."""
+        if not self.criu:
+            self.results["checkpoint"] = {"skipped": "no working CRIU on this machine"}
+            return
+        out: dict = {}
+        for d in self.targets():
+            client = Client(d.address, NS)
+            times: dict[str, list[float]] = {"checkpoint": [], "restore": []}
+            try:
+                for i in range(self.cfg["checkpoint_rounds"]):
+                    progress(f"checkpoint: {d.name} {i + 1}/{self.cfg['checkpoint_rounds']}")
+                    cp, rs = await scenarios.checkpoint_restore(client, f"cp{i}", self.rootfs,
+                                                                d.runtime_root())
+                    times["checkpoint"].append(cp)
+                    times["restore"].append(rs)
+                out[d.name] = {k: stats.summary_ms(v) for k, v in times.items()}
+            except Exception as e:
+                out[d.name] = {"error": str(getattr(e, "details", lambda: e)())[:300]}
+            finally:
+                await client.close()
+        self.results["checkpoint"] = out
+
+
 async def _first_call(address: str) -> None:
     async with Client(address, NS) as client:
         await client.server_version()
@@ -302,7 +355,7 @@ def _throughput_worker(address, rootfs, runc_root, k, seconds, deadline, prefix)
 
 
 SCENARIOS = ["floor", "lifecycle", "throughput", "exit_wait", "exec", "pause", "density",
-             "cold_start", "tar"]
+             "cold_start", "tar", "restart", "checkpoint"]
 
 
 async def _main(args: argparse.Namespace) -> dict:
@@ -310,9 +363,10 @@ async def _main(args: argparse.Namespace) -> dict:
     only = set(args.only.split(",")) if args.only else set(SCENARIOS)
     base = tempfile.mkdtemp(prefix="bench-")
     rootfs = daemons.make_rootfs(base)
-    ours = daemons.OurAgent().start()
-    reference = daemons.Containerd().start() if daemons.Containerd.available() else None
-    bench = Bench(cfg, rootfs, ours, reference)
+    criu = daemons.working_criu()
+    ours = daemons.OurAgent(criu).start()
+    reference = daemons.Containerd(criu).start() if daemons.Containerd.available() else None
+    bench = Bench(cfg, rootfs, ours, reference, criu)
     try:
         for name in SCENARIOS:
             if name not in only:

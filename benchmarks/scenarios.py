@@ -101,3 +101,31 @@ async def exit_to_wait(client: Client, cid: str, rootfs: str, runc_root: str) ->
     await client.delete_task(cid)
     await client.delete_container(cid)
     return received - exited
+
+
+async def checkpoint_restore(client: Client, cid: str, rootfs: str, runc_root: str
+                             ) -> tuple[float, float]:
+    """Seconds for Tasks.Checkpoint (leave running) of a small running container, and for
+    Tasks.Create from that checkpoint plus Start of a new container."""
+    from agent.api.containerd.services.tasks.v1 import tasks_pb2 as tpb
+    from agent.api.runc import options_pb2
+
+    await start_sleeper(client, cid, rootfs, runc_root)
+    req = tpb.CheckpointTaskRequest(container_id=cid)
+    req.options.type_url = "containerd.runc.v1.CheckpointOptions"
+    req.options.value = options_pb2.CheckpointOptions().SerializeToString()
+    t0 = time.perf_counter()
+    resp = await client.tasks.Checkpoint(req, metadata=client.md())
+    t1 = time.perf_counter()
+    await stop_and_remove(client, cid)
+    new = cid + "r"
+    await client.create_container(new, spec_for(new, ["/bin/sleep", "100000"], rootfs),
+                                  runc_root=runc_root)
+    t2 = time.perf_counter()
+    await client.tasks.Create(tpb.CreateTaskRequest(container_id=new,
+                                                    checkpoint=resp.descriptors[0]),
+                              metadata=client.md())
+    await client.start(new)
+    t3 = time.perf_counter()
+    await stop_and_remove(client, new)
+    return t1 - t0, t3 - t2
