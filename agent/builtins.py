@@ -32,14 +32,10 @@ _loaded = False
 
 
 def load() -> None:
-    """Import every built-in plugin module once (modules not yet present are skipped)."""
+    """Import every built-in plugin module once."""
     global _loaded
     if _loaded:
         return
     for name in MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if not name.startswith(e.name or "?"):
-                raise
+        importlib.import_module(name)
     _loaded = True

@@ -205,9 +205,11 @@ async def load(regs: list[Registration], *, root: str, state: str, disabled: set
         p.exports = ic.exports
         plugins.add(p)
         if p.error is not None and reg.uri in required:
+            await close_all(plugins)  # those already up let go of what they hold
             raise PluginLoadError(f"required plugin {reg.uri} failed to load: {p.error}")
     missing = required - {p.registration.uri for p in plugins.ordered}
     if missing:
+        await close_all(plugins)
         raise PluginLoadError(f"required plugins are not enabled: {', '.join(sorted(missing))}")
     return plugins
 

@@ -290,7 +290,8 @@ class Bench:
                     times["restore"].append(rs)
                 out[d.name] = {k: stats.summary_ms(v) for k, v in times.items()}
             except Exception as e:
-                out[d.name] = {"error": str(getattr(e, "details", lambda: e)())[:300]}
+                detail = e.details() if hasattr(e, "details") else str(e)
+                out[d.name] = {"error": str(detail)[:300]}
             finally:
                 await client.close()
         self.results["checkpoint"] = out

@@ -25,17 +25,25 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
-[ -S "$sock" ] || { cat "$work/agent.log"; exit 1; }
+# Ready when its log says so; if it stops instead (say, another agent already serves on the
+# socket), show why.
+for _ in $(seq 300); do
+    grep -q "serving on" "$work/agent.log" && break
+    kill -0 "$agent" 2>/dev/null || break
+    sleep 0.1
+done
+grep -q "serving on" "$work/agent.log" || { cat "$work/agent.log"; exit 1; }
 
-step() { printf '\n$ %s\n' "$*"; "$@"; }
+# Each command is shown quoted, ready to paste.
+step() { printf '\n$'; printf ' %q' "$@"; printf '\n'; "$@"; }
+fifo="$work/fifo"  # ctr's stdio fifos for detached tasks (by default left in /run/containerd)
 step "$bin/taskagent" run --rm --rootfs "$rootfs" --hostname demo demo1 -- \
     /bin/sh -c 'echo "hello from $(hostname), pid $$ in its own pid namespace"'
 step "$bin/taskagent" run --rm --rootfs "$rootfs" demo2 -- /bin/sh -c 'exit 3' || echo "(exit status $?)"
 step timeout -k 5 30 ctr -a "$sock" run --rm --rootfs "$rootfs" demo3 /bin/echo "hello through containerd's ctr"
-step timeout -k 5 30 ctr -a "$sock" run -d --rootfs "$rootfs" demo4 /bin/sleep 600
+step timeout -k 5 30 ctr -a "$sock" run -d --fifo-dir "$fifo" --rootfs "$rootfs" demo4 /bin/sleep 600
 step timeout -k 5 30 ctr -a "$sock" task ls
-step timeout -k 5 30 ctr -a "$sock" task exec --exec-id e1 demo4 /bin/sh -c 'echo "exec sees $(ps | wc -l) lines of ps"'
+step timeout -k 5 30 ctr -a "$sock" task exec --fifo-dir "$fifo" --exec-id e1 demo4 /bin/sh -c 'echo "exec sees $(ps | wc -l) lines of ps"'
 step timeout -k 5 30 ctr -a "$sock" task kill -s SIGKILL demo4
 sleep 0.2
 step timeout -k 5 30 ctr -a "$sock" task rm demo4

@@ -61,9 +61,10 @@ def restartable_agents(agent_factory: Callable[..., AgentProcess]
         return a
 
     yield make
-    for a in made:
+    for a in made:  # every agent first: a live one would re-attach to its supervisor
         a.stop()
-        stop_supervisors(a.state)
+    for state in dict.fromkeys(a.state for a in made):
+        stop_supervisors(state)
 
 
 def stop_supervisors(state: str) -> None:

@@ -38,7 +38,23 @@ def ctr(address: str, *args: str, timeout: int = 60, input: bytes | None = None,
     cmd += ["-k", "5", str(timeout), need_ctr(), "-a", address]
     if namespace:
         cmd += ["-n", namespace]
-    return subprocess.run(cmd + list(args), input=input, capture_output=True)
+    return subprocess.run(cmd + with_fifo_dir(address, args), input=input, capture_output=True)
+
+
+# The ctr commands that make stdio fifos; by default ctr leaves them in /run/containerd/fifo.
+_FIFO_COMMANDS = {("run",), ("task", "start"), ("t", "start"), ("task", "exec"), ("t", "exec"),
+                  ("tasks", "start"), ("tasks", "exec")}
+
+
+def with_fifo_dir(address: str, args) -> list[str]:
+    """ctr's arguments with its fifos kept beside the socket (a test directory)."""
+    args = list(args)
+    for n in (1, 2):
+        if tuple(args[:n]) in _FIFO_COMMANDS and "--fifo-dir" not in args:
+            fifo_dir = os.path.join(os.path.dirname(address), "ctr-fifo")
+            os.makedirs(fifo_dir, mode=0o700, exist_ok=True)
+            return args[:n] + ["--fifo-dir", fifo_dir] + args[n:]
+    return args
 
 
 async def code_of(coro) -> grpc.StatusCode:

@@ -24,6 +24,7 @@ from google.protobuf import json_format
 from agent.api.cgroups.v1 import metrics_pb2 as v1pb
 from agent.api.cgroups.v2 import metrics_pb2 as v2pb
 from agent.native import cgstats
+from helpers import with_fifo_dir
 
 U64_MAX = 2**64 - 1
 MiB = 1 << 20
@@ -499,7 +500,8 @@ class PrivateContainerd:
 
     def ctr(self, *args: str, check: bool = True) -> str:
         cmd = ["timeout", "-k", "5", "60", self.tools["ctr"], "-a", self.sock, "-n", self.ns]
-        r = subprocess.run(cmd + list(args), capture_output=True, text=True, check=False)
+        r = subprocess.run(cmd + with_fifo_dir(self.sock, args), capture_output=True, text=True,
+                           check=False)
         assert r.returncode == 0 or not check, f"ctr {' '.join(args)}: {r.stderr}"
         return r.stdout
 
@@ -515,10 +517,14 @@ class PrivateContainerd:
         except subprocess.TimeoutExpired:
             self.daemon.kill()
             self.daemon.wait()
-        for mnt in sorted(set(mounts.values())):
-            for d in (os.path.join(mnt, self.ns, cid), os.path.join(mnt, self.ns)):
+        # runc makes the cgroup in every hierarchy (name=systemd and the v2 tree too).
+        tops = [os.path.join("/sys/fs/cgroup", h) for h in os.listdir("/sys/fs/cgroup")]
+        for top in tops + [os.path.join("/sys/fs/cgroup", "unified")]:
+            for d in (os.path.join(top, self.ns, cid), os.path.join(top, self.ns)):
                 if os.path.isdir(d):
                     rmdir_retry(d)
+        # The shim keeps runc's state under its default root, one directory per namespace.
+        shutil.rmtree(os.path.join("/run/containerd/runc", self.ns), ignore_errors=True)
 
 
 def json_numbers(x):

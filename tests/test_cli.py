@@ -40,6 +40,7 @@ def test_detached_control_commands(agent, rootfs):
     top = cli(agent, "top", "--once").stdout.decode().splitlines()
     assert top[0].split() == ["TASK", "CPU", "MEMORY", "LIMIT", "PIDS"]
     assert top[1].split()[0] == "d1" and top[1].split()[3] == "64.0MiB"
+    assert top[1].split()[1].endswith("%")  # a rate over --once's own half second
     bad = cli(agent, "update", "d1", "--memory", "-7")
     assert bad.returncode == 1 and b"invalid_argument" in bad.stderr
     assert cli(agent, "kill", "-s", "KILL", "d1").returncode == 0
@@ -50,3 +51,24 @@ def test_detached_control_commands(agent, rootfs):
         deleted = cli(agent, "delete", "d1")
     assert deleted.stdout == b"d1: exit status 137\n"
     assert cli(agent, "ls").stdout.decode().splitlines() == ["TASK    PID    STATUS"]
+
+
+def test_global_options_go_before_the_command_too(agent, rootfs):
+    r = cli(agent, "run", "-d", "--rootfs", rootfs, "g1", "--", "/bin/sleep", "1000")
+    assert r.returncode == 0, r.stderr
+    before = subprocess.run([sys.executable, "-m", "agent", "-a", agent.address, "-n", "cli",
+                             "ls"], capture_output=True, timeout=60, cwd="/")
+    assert before.returncode == 0, before.stderr
+    assert [line.split()[0] for line in before.stdout.decode().splitlines()] == ["TASK", "g1"]
+    assert cli(agent, "kill", "-s", "KILL", "g1").returncode == 0
+    for _ in range(50):
+        if cli(agent, "delete", "g1").returncode == 0:
+            break
+
+
+def test_an_unreachable_agent_is_named_in_one_line(tmp_path):
+    missing = str(tmp_path / "none.sock")
+    r = subprocess.run([sys.executable, "-m", "agent", "-a", missing, "ls"],
+                       capture_output=True, timeout=60, cwd="/")
+    assert (r.returncode, r.stderr.decode()) == (
+        1, f"taskagent: cannot reach the agent at {missing}: no agent is serving there\n")

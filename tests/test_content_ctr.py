@@ -11,6 +11,7 @@ import subprocess
 import pytest
 from content_support import blob_path, digest_of, remove_namespace
 from grpc_helpers import channel, needs_root, ns_md, running_agent
+from helpers import with_fifo_dir
 
 from agent.api.containerd.services.images.v1 import images_pb2 as iapi
 from agent.api.containerd.services.images.v1 import images_pb2_grpc as iapi_grpc
@@ -49,7 +50,8 @@ def ch(agent):
 
 def ctr(agent, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["timeout", "-k", "5", "60", CTR, "-a", agent.address, "-n", NS, *args],
+        ["timeout", "-k", "5", "60", CTR, "-a", agent.address, "-n", NS,
+         *with_fifo_dir(agent.address, args)],
         input=stdin, check=False, capture_output=True, timeout=90,
     )
 

@@ -13,7 +13,7 @@ import grpc
 import pytest
 from exec_support import container, process_spec, run_exec, start_exec
 from grpc_helpers import needs_root
-from helpers import code_of, ctr, need_ctr, remove, run, start_container
+from helpers import code_of, ctr, need_ctr, remove, run, start_container, with_fifo_dir
 
 from agent.client import Client
 from agent.client.fifo import FifoSet
@@ -269,8 +269,10 @@ def test_ctr_exec_seq_20_times_with_and_without_a_terminal(agent, rootfs):
         for i in range(20):
             # ctr -t needs a terminal of its own: script(1) gives it one, whose output
             # processing adds a second CR to each of the container's CRLFs.
-            cmd = (f"timeout --foreground -k 5 60 {need_ctr()} -a {agent.address} t exec -t "
-                   f"--exec-id t{i} c1 /bin/seq 1 200000")
+            cmd = (f"timeout --foreground -k 5 60 {need_ctr()} -a {agent.address} "
+                   + " ".join(with_fifo_dir(agent.address, ["t", "exec", "-t", "--exec-id",
+                                                            f"t{i}", "c1", "/bin/seq", "1",
+                                                            "200000"])))
             # Its stdin stays open and silent (at EOF, script would type into the terminal).
             quiet, hold = os.pipe()
             try:

@@ -784,6 +784,7 @@ def test_mount_point_inside_the_target_is_not_crossed(work):
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        cwd=work,  # `python -c` looks in its directory first: not in a source tree
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "True"

@@ -15,7 +15,7 @@ import time
 import grpc
 import pytest
 from grpc_helpers import needs_root
-from helpers import code_of, ctr, need_ctr, run
+from helpers import code_of, ctr, need_ctr, run, with_fifo_dir
 
 from agent.client import Client
 
@@ -124,8 +124,8 @@ def tasks_and_execs(agent) -> list[str]:
 @pytest.mark.ctr
 def test_ctr_run_tty(agent, rootfs):
     need_ctr()
-    session = Tmux(f"timeout --foreground -k 5 60 ctr -a {agent.address} run -t --rm "
-                   f"--rootfs {rootfs} c3 /bin/sh")
+    args = with_fifo_dir(agent.address, ["run", "-t", "--rm", "--rootfs", rootfs, "c3", "/bin/sh"])
+    session = Tmux(f"timeout --foreground -k 5 60 ctr -a {agent.address} {' '.join(args)}")
     try:
         drive_shell(session)
     finally:
@@ -136,8 +136,8 @@ def test_ctr_run_tty(agent, rootfs):
 
 @pytest.mark.ctr
 def test_ctr_exec_tty(agent, c1):
-    session = Tmux(f"timeout --foreground -k 5 60 ctr -a {agent.address} t exec -t "
-                   f"--exec-id t1 {c1} /bin/sh")
+    args = with_fifo_dir(agent.address, ["t", "exec", "-t", "--exec-id", "t1", c1, "/bin/sh"])
+    session = Tmux(f"timeout --foreground -k 5 60 ctr -a {agent.address} {' '.join(args)}")
     try:
         drive_shell(session)
     finally:

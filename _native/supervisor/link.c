@@ -46,6 +46,15 @@ static void drop_client(void)
     q_bytes = 0;
 }
 
+/* The agent went away. With processes held we wait for the next one; with none there is
+ * nothing to keep, and the next agent simply starts a new supervisor. */
+static void agent_gone(void)
+{
+    drop_client();
+    if (proc_count() == 0)
+        sv_shutdown_requested = 1;
+}
+
 void link_accept(int listen_fd)
 {
     int fd;
@@ -154,14 +163,14 @@ void link_on_event(uint32_t events)
             return;
         r = sv_recv(client, sv_recv_buf, &pkt, &e);
         if (r == 0) {
-            drop_client();
+            agent_gone();
             return;
         }
         if (r < 0) {
             if (e.code == EAGAIN || e.code == EWOULDBLOCK)
                 return;
             fprintf(stderr, "supervisor: %s; dropping the agent connection\n", e.msg);
-            drop_client();
+            agent_gone();
             return;
         }
         handle_packet(&pkt);

@@ -3,7 +3,9 @@
  * statuses until the agent takes them, and holds stdio so containers keep running and
  * writing while the agent is stopped, upgraded or crashed.
  *
- * Usage: taskagent-supervisor --listen-fd N   (a listening SOCK_SEQPACKET unix socket) */
+ * Usage: taskagent-supervisor --listen-fd N [--hold-fd M]
+ *   N: a listening SOCK_SEQPACKET unix socket;
+ *   M: kept open for the supervisor's life (the agent's claim on its cgroup parent). */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -20,18 +22,21 @@
 #include "supervisor.h"
 
 extern int sv_epoll;
-extern int sv_shutdown_requested;
+
 int sv_self_pidns = -1;
 uint8_t *sv_recv_buf;
 int64_t sv_started_at;
 
-static int parse_args(int argc, char **argv)
+static int parse_args(int argc, char **argv, int *hold_fd)
 {
-    int i;
-    for (i = 1; i < argc - 1; i++)
+    int i, listen_fd = -1;
+    for (i = 1; i < argc - 1; i++) {
         if (strcmp(argv[i], "--listen-fd") == 0)
-            return atoi(argv[i + 1]);
-    return -1;
+            listen_fd = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--hold-fd") == 0)
+            *hold_fd = atoi(argv[++i]);
+    }
+    return listen_fd;
 }
 
 static void keep_std_fds(void)
@@ -96,13 +101,16 @@ static int on_signals(int sigfd)
 int main(int argc, char **argv)
 {
     struct epoll_event events[256];
-    int listen_fd = parse_args(argc, argv);
+    int hold_fd = -1;
+    int listen_fd = parse_args(argc, argv, &hold_fd);
     int sigfd = -1, stop = 0;
 
     if (listen_fd < 0) {
-        fprintf(stderr, "usage: %s --listen-fd N\n", argv[0]);
+        fprintf(stderr, "usage: %s --listen-fd N [--hold-fd M]\n", argv[0]);
         return 2;
     }
+    if (hold_fd > 2)
+        fcntl(hold_fd, F_SETFD, FD_CLOEXEC); /* ours alone: never inherited by criu */
     keep_std_fds();
     if (setup(listen_fd, &sigfd) < 0)
         return 1;

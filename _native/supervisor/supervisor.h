@@ -107,6 +107,8 @@ void proc_set_pid(struct proc *p, pid_t pid);
 void proc_change_pid(struct proc *p, pid_t pid);
 void proc_free(struct proc *p);
 struct proc *proc_first(void);
+/* Set when the supervisor should leave its loop (SHUTDOWN, or the agent gone with nothing held). */
+extern int sv_shutdown_requested;
 int proc_count(void);
 int proc_live_execs(const char *task_key);
 

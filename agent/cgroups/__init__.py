@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 
 from agent.cgroups.base import Cgroup
@@ -46,3 +47,77 @@ class Cgroups:
         if self.driver == "v1":
             return V1Cgroup(self.hierarchy, path)
         return V2Cgroup(self.v2_mount, path)
+
+    def claim(self) -> int:
+        """Lock the parent cgroup and return the locked descriptor; whoever keeps it open owns
+        the parent. Two agents sharing one would each take the other's task cgroups for
+        leftovers of a crash and remove them."""
+        directory = self._claim_dir()
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _flock_holder(os.fstat(fd))
+            os.close(fd)
+            raise CgroupDriverError(
+                f"cgroup parent {self.parent!r} is held by another agent's supervisor "
+                f"(claimed by pid {holder}); give each agent its own cgroup_parent") from None
+        return fd
+
+    def _tops(self) -> list[str]:
+        """The parent's directory in every hierarchy the driver uses."""
+        if self.driver == "v1":
+            return [os.path.join(m, self.parent) for m in self.hierarchy.v1_mounts()]
+        return [os.path.join(self.v2_mount, self.parent)]
+
+    def task_paths(self) -> set[str]:
+        """Every <parent>/<namespace>/<id> present in any hierarchy (a creation cut short
+        can leave one in some hierarchies only)."""
+        found: set[str] = set()
+        for top in self._tops():
+            try:
+                namespaces = os.listdir(top)
+            except OSError:
+                continue
+            for ns in namespaces:
+                try:
+                    ids = os.listdir(os.path.join(top, ns))
+                except OSError:  # not a directory, or gone
+                    continue
+                found.update(f"{self.parent}/{ns}/{i}" for i in ids
+                             if os.path.isdir(os.path.join(top, ns, i)))
+        return found
+
+    def remove_empty_parents(self) -> None:
+        """Remove the parent and its namespace levels where they are empty (the agent stops
+        holding no task); a level still in use stays."""
+        for top in self._tops():
+            try:
+                levels = [os.path.join(top, n) for n in os.listdir(top)]
+            except OSError:
+                continue
+            for d in [d for d in levels if os.path.isdir(d)] + [top]:
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass
+
+    def _claim_dir(self) -> str:
+        if self.driver == "v1":
+            return os.path.join(self.hierarchy.v1["freezer"], self.parent)
+        return os.path.join(self.v2_mount, self.parent)
+
+
+def _flock_holder(st: os.stat_result) -> str:
+    """The pid /proc/locks gives for the flock on this inode ("unknown" when not found)."""
+    wanted = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == wanted:
+                    return fields[4]
+    except OSError:
+        pass
+    return "unknown"

@@ -172,6 +172,9 @@ class Cgroup(ABC):
     async def delete(self) -> None:
         """Kill anything left, wait until empty, remove the directories."""
         if not self.exists():
+            # No process ever joins before creation is whole, but a creation cut short (a
+            # crash) may have left some hierarchies' directories.
+            self._rmdirs()
             return
         deadline = time.monotonic() + EMPTY_TIMEOUT
         while self.pids():

@@ -15,11 +15,14 @@ from agent.cli import attach, show
 
 
 def _address(args: argparse.Namespace) -> str:
-    return args.address or os.environ.get("TASKAGENT_ADDRESS") or config.DEFAULT_ADDRESS
+    # -a goes before the command (as with ctr) or after it.
+    return (args.address or getattr(args, "global_address", None)
+            or os.environ.get("TASKAGENT_ADDRESS") or config.DEFAULT_ADDRESS)
 
 
 def _namespace(args: argparse.Namespace) -> str:
-    return (args.namespace or os.environ.get("TASKAGENT_NAMESPACE")
+    return (args.namespace or getattr(args, "global_namespace", None)
+            or os.environ.get("TASKAGENT_NAMESPACE")
             or os.environ.get("CONTAINERD_NAMESPACE") or "default")
 
 
@@ -29,14 +32,30 @@ def _client(args: argparse.Namespace):
     return Client(_address(args), _namespace(args))
 
 
-def _run_async(coro) -> int:
+def _run_async(coro, args: argparse.Namespace) -> int:
     try:
         return asyncio.run(coro)
     except grpc.aio.AioRpcError as e:
-        print(f"taskagent: {e.details()} ({e.code().name.lower()})", file=sys.stderr)
+        print(f"taskagent: {_explain(e, _address(args))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _explain(e: grpc.aio.AioRpcError, address: str) -> str:
+    """One line for a failed call: the agent's message and its code (once)."""
+    details, code = e.details() or "", e.code().name.lower()
+    if e.code() == grpc.StatusCode.UNAVAILABLE and "connect" in details:
+        if "Permission denied" in details:
+            return (f"cannot reach the agent at {address}: permission denied (the socket "
+                    "is for root and the group set by [grpc] gid)")
+        if "No such file" in details or "Connection refused" in details:
+            return f"cannot reach the agent at {address}: no agent is serving there"
+        return f"cannot reach the agent at {address}: {details}"
+    words = ": " + code.replace("_", " ")
+    if details.endswith(words):  # containerd's style ends messages with the kind of error
+        details = details[: -len(words)]
+    return f"{details} ({code})"
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -178,7 +197,15 @@ async def _metrics(args: argparse.Namespace) -> int:
 async def _top(args: argparse.Namespace) -> int:
     async with _client(args) as client:
         previous: dict[str, tuple[float, float]] = {}
+        sampled = False
         while True:
+            if args.once and not sampled:
+                # CPU is a rate: one quiet sample first, the figures over the half second after.
+                for m in await client.metrics([]):
+                    at = m.timestamp.seconds + m.timestamp.nanos / 1e9
+                    previous[m.id] = (at, show.metric_summary(m)["cpu_seconds"])
+                sampled = True
+                await asyncio.sleep(0.5)
             rows = []
             for m in await client.metrics([]):
                 summary = show.metric_summary(m)
@@ -228,7 +255,14 @@ async def _events(args: argparse.Namespace) -> int:
 
 def _supervisor_stop(args: argparse.Namespace) -> int:
     from agent.runtime.native import supervisor
+    from agent.server.listen import agent_holding
 
+    holder = agent_holding(args.state)
+    if holder is not None:
+        # The supervisor serves one agent at a time; taking its link would cut the agent off.
+        print(f"taskagent: an agent (pid {holder}) is running with state directory "
+              f"{args.state}; stop it first", file=sys.stderr)
+        return 1
     state = os.path.join(args.state, "io.containerd.runtime.v2.native")
     try:
         stopped = supervisor.shutdown_sync(supervisor.socket_path(state), force=args.force)
@@ -240,7 +274,7 @@ def _supervisor_stop(args: argparse.Namespace) -> int:
 
 
 def add_client_commands(sub: argparse._SubParsersAction) -> None:
-    sv = sub.add_parser("supervisor", help="the host's native supervisor")
+    sv = sub.add_parser("supervisor", help="the supervisor that holds the agent's containers")
     sv_sub = sv.add_subparsers(dest="supervisor_command", required=True)
     sv_stop = sv_sub.add_parser("stop", help="stop it (with --force: and every container it holds)")
     sv_stop.add_argument("--state", default=config.DEFAULT_STATE, help="the agent's state directory")
@@ -259,7 +293,7 @@ def add_client_commands(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--env", action="append", help="KEY=VALUE (repeatable)")
     run.add_argument("id")
     run.add_argument("command", nargs=argparse.REMAINDER)
-    run.set_defaults(func=lambda a: _run_async(_run(_strip_dashes(a))))
+    run.set_defaults(func=lambda a: _run_async(_run(_strip_dashes(a)), a))
 
     ex = sub.add_parser("exec", help="run a process in a running container")
     _common(ex)
@@ -268,12 +302,12 @@ def add_client_commands(sub: argparse._SubParsersAction) -> None:
     ex.add_argument("--interactive", "-i", action="store_true")
     ex.add_argument("id")
     ex.add_argument("command", nargs=argparse.REMAINDER)
-    ex.set_defaults(func=lambda a: _run_async(_exec(_strip_dashes(a))))
+    ex.set_defaults(func=lambda a: _run_async(_exec(_strip_dashes(a)), a))
 
     for name, fn, helptext in (("ls", _ls, "list tasks"),):
         p = sub.add_parser(name, help=helptext)
         _common(p)
-        p.set_defaults(func=lambda a, fn=fn: _run_async(fn(a)))
+        p.set_defaults(func=lambda a, fn=fn: _run_async(fn(a), a))
     for name, fn, helptext in (("ps", _ps, "list a task's processes"),
                                ("delete", _delete, "delete a stopped task and its container"),
                                ("pause", _pause, "freeze a task"),
@@ -281,7 +315,7 @@ def add_client_commands(sub: argparse._SubParsersAction) -> None:
         p = sub.add_parser(name, help=helptext)
         _common(p)
         p.add_argument("id")
-        p.set_defaults(func=lambda a, fn=fn: _run_async(fn(a)))
+        p.set_defaults(func=lambda a, fn=fn: _run_async(fn(a), a))
 
     kill = sub.add_parser("kill", help="signal a task or exec")
     _common(kill)
@@ -289,7 +323,7 @@ def add_client_commands(sub: argparse._SubParsersAction) -> None:
     kill.add_argument("--exec-id", default="")
     kill.add_argument("--all", action="store_true", help="every process of the task")
     kill.add_argument("id")
-    kill.set_defaults(func=lambda a: _run_async(_kill(a)))
+    kill.set_defaults(func=lambda a: _run_async(_kill(a), a))
 
     update = sub.add_parser("update", help="change a running task's limits")
     _common(update)
@@ -301,36 +335,36 @@ def add_client_commands(sub: argparse._SubParsersAction) -> None:
     update.add_argument("--cpus", help="the CPUs it may run on, e.g. 0-1")
     update.add_argument("--pids-limit", type=int)
     update.add_argument("id")
-    update.set_defaults(func=lambda a: _run_async(_update(a)))
+    update.set_defaults(func=lambda a: _run_async(_update(a), a))
 
     metrics = sub.add_parser("metrics", help="a task's cgroup figures")
     _common(metrics)
     metrics.add_argument("id")
-    metrics.set_defaults(func=lambda a: _run_async(_metrics(a)))
+    metrics.set_defaults(func=lambda a: _run_async(_metrics(a), a))
 
     top = sub.add_parser("top", help="CPU, memory and processes of every task, refreshed")
     _common(top)
     top.add_argument("--interval", type=float, default=2.0)
     top.add_argument("--once", action="store_true", help="print one table and exit")
-    top.set_defaults(func=lambda a: _run_async(_top(a)))
+    top.set_defaults(func=lambda a: _run_async(_top(a), a))
 
     cp = sub.add_parser("checkpoint", help="checkpoint a running task into an image (CRIU)")
     _common(cp)
     cp.add_argument("--exit", action="store_true", help="stop the task after the checkpoint")
     cp.add_argument("id")
-    cp.set_defaults(func=lambda a: _run_async(_checkpoint(a)))
+    cp.set_defaults(func=lambda a: _run_async(_checkpoint(a), a))
 
     rs = sub.add_parser("restore", help="a new container running from a checkpoint image")
     _common(rs)
     rs.add_argument("--rootfs", help="root filesystem (default: the checkpointed one)")
     rs.add_argument("image", help="the checkpoint image name that `checkpoint` printed")
     rs.add_argument("id", help="the new container's id")
-    rs.set_defaults(func=lambda a: _run_async(_restore(a)))
+    rs.set_defaults(func=lambda a: _run_async(_restore(a), a))
 
     events = sub.add_parser("events", help="print events as they happen")
     _common(events)
     events.add_argument("filters", nargs="*")
-    events.set_defaults(func=lambda a: _run_async(_events(a)))
+    events.set_defaults(func=lambda a: _run_async(_events(a), a))
 
 
 def _strip_dashes(args: argparse.Namespace) -> argparse.Namespace:

@@ -4,12 +4,15 @@ for people (`run`, `ps`, `exec`, ...)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
 
-from agent import NAME, __version__
+# Before grpc is imported: its fork handlers restart its threads in every forked child, where
+# they can crash the child before it execs (the agent forks for criu and the supervisor).
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+from agent import NAME, __version__  # noqa: E402
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -24,8 +27,9 @@ def _serve(args: argparse.Namespace) -> int:
     except configmod.ConfigError as e:
         print(f"{NAME}: {e}", file=sys.stderr)
         return 1
-    if args.address:
-        cfg.address = os.path.abspath(args.address)
+    address = args.address or args.global_address
+    if address:
+        cfg.address = os.path.abspath(address)
     if args.root:
         cfg.root = os.path.abspath(args.root)
     if args.state:
@@ -60,6 +64,11 @@ def _config_default(_args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=NAME, description="containerd-compatible task agent")
     p.add_argument("--version", action="version", version=f"{NAME} {__version__}")
+    # Also accepted before the command, the way ctr takes them.
+    p.add_argument("--address", "-a", dest="global_address", metavar="ADDRESS",
+                   help="the agent's socket")
+    p.add_argument("--namespace", "-n", dest="global_namespace", metavar="NAMESPACE",
+                   help="namespace for client commands")
     sub = p.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the agent (foreground, logs to stderr)")

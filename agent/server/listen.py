@@ -66,6 +66,31 @@ def lock_state_dir(state: str) -> int:
     return fd
 
 
+def agent_holding(state: str) -> str | None:
+    """The pid (as written) of the agent holding the state directory's lock, or None."""
+    try:
+        fd = os.open(os.path.join(state, "agent.lock"), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        return os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+    finally:
+        os.close(fd)
+
+
+def binding_path(path: str) -> str:
+    """A private name beside the socket to bind under before it is renamed into place."""
+    binding = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}")
+    try:
+        os.unlink(binding)
+    except FileNotFoundError:
+        pass
+    return binding
+
+
 def secure_socket(path: str, gid: int) -> None:
     os.chown(path, 0, gid)
     os.chmod(path, 0o660)

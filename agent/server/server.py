@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 
 import grpc
@@ -30,6 +31,18 @@ class AgentServer:
     async def start(self) -> None:
         cfg = self.config
         os.umask(0o022)
+        created = [d for d in (cfg.root, cfg.state) if not os.path.lexists(d)]
+        try:
+            await self._start()
+        except BaseException:
+            # Refused or failed: leave nothing behind of what this attempt made.
+            await self.stop()
+            for d in created:
+                shutil.rmtree(d, ignore_errors=True)
+            raise
+
+    async def _start(self) -> None:
+        cfg = self.config
         for d in (cfg.root, cfg.state):
             os.makedirs(d, mode=0o711, exist_ok=True)
         self._lock_fd = listen.lock_state_dir(cfg.state)
@@ -56,9 +69,17 @@ class AgentServer:
             register = getattr(p.instance, "register", None)
             if p.error is None and callable(register):
                 register(server)
-        server.add_insecure_port(f"unix://{cfg.address}")
-        await server.start()
-        listen.secure_socket(cfg.address, cfg.gid)
+        # Bound under a private name, owner-only, given its group and mode, then renamed into
+        # place: at the socket's path it is never wider, and accepting means ready.
+        binding = listen.binding_path(cfg.address)
+        umask = os.umask(0o177)
+        try:
+            server.add_insecure_port(f"unix://{binding}")
+            await server.start()
+        finally:
+            os.umask(umask)
+        listen.secure_socket(binding, cfg.gid)
+        os.rename(binding, cfg.address)
         self.grpc_server = server
         if cfg.metrics_address:
             # Plugins that have figures for Prometheus offer a `prometheus_lines` method.
@@ -81,15 +102,18 @@ class AgentServer:
         started = self.grpc_server is not None
         if self.prometheus is not None:
             await self.prometheus.stop()
+            self.prometheus = None
         if self.grpc_server is not None:
             await self.grpc_server.stop(grace=1.0)
+            self.grpc_server = None
             # Only the agent that bound the socket removes it.
             try:
                 os.unlink(self.config.address)
             except FileNotFoundError:
                 pass
         if self.plugins is not None:
-            await plugin.close_all(self.plugins)
+            plugins, self.plugins = self.plugins, None
+            await plugin.close_all(plugins)
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None

@@ -10,15 +10,16 @@ the restored init becomes the supervisor's child; it stays stopped until Start."
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
+import signal
 import subprocess
 from dataclasses import dataclass, field
 
 from agent.errors import FailedPrecondition, InvalidArgument, Unknown
 from agent.runtime.native import protocol as P
+from agent.runtime.native.tools import run_tool
 
 log = logging.getLogger(__name__)
 
@@ -104,15 +105,21 @@ def restore_argv(criu: str, image_dir: str, root: str, pidfile: str, cgroup_path
     return argv
 
 
-async def run_criu(argv: list[str], log_dir: str, log_name: str, what: str) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        stdin=asyncio.subprocess.DEVNULL)
-    _, err = await proc.communicate()
-    if proc.returncode != 0:
-        log_path = os.path.join(log_dir, log_name)
-        raise Unknown(f"criu {what} failed (status {proc.returncode}): "
-                      f"{first_error(log_path) or err.decode().strip()}")
+async def run_criu(argv: list[str], log_dir: str, log_name: str, what: str,
+                   keep_as: str) -> None:
+    """Run criu; on failure the error names the cause and where its log was kept."""
+    log.debug("running %s", " ".join(argv))
+    proc = await run_tool(argv)
+    err = proc.stderr
+    if proc.returncode == 0:
+        return
+    log_path = os.path.join(log_dir, log_name)
+    if proc.returncode < 0:
+        cause = f"criu was killed by {signal.Signals(-proc.returncode).name}"
+    else:
+        cause = first_error(log_path) or err.decode().strip() or f"status {proc.returncode}"
+    kept = keep_log(log_path, keep_as)
+    raise Unknown(f"criu {what} failed: {cause}" + (f" (log: {kept})" if kept else ""))
 
 
 # criu logs these on every run here, failing or not; they explain nothing.

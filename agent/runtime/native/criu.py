@@ -12,9 +12,11 @@ import logging
 import os
 import re
 import shutil
+import subprocess
 from dataclasses import dataclass, field
 
 from agent.errors import FailedPrecondition
+from agent.runtime.native.tools import run_tool
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +79,11 @@ class _Failed(Exception):
 
 
 async def _run(argv: list[str]) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), CHECK_TIMEOUT)
-    except asyncio.TimeoutError:
-        proc.kill()
-        await proc.wait()
+        proc = await run_tool(argv, timeout=CHECK_TIMEOUT, merge_output=True)
+    except subprocess.TimeoutExpired:
         raise _Failed(f"no answer in {CHECK_TIMEOUT:.0f}s") from None
-    text = out.decode(errors="replace").strip()
+    text = proc.stdout.decode(errors="replace").strip()
     if proc.returncode != 0:
         raise _Failed(text.splitlines()[-1] if text else f"exit status {proc.returncode}")
     return text

@@ -29,9 +29,13 @@ async def _init(ic: plugin.InitContext) -> NativeRuntime:
         cgroups = Cgroups(cfg["cgroup_driver"], cfg["cgroup_parent"], cfg["cgroup_v2_mount"])
     except CgroupDriverError as e:
         raise RuntimeError(str(e)) from None
-    supervisor = Supervisor(ic.state, cfg["supervisor_binary"] or SUPERVISOR_BINARY)
+    supervisor = Supervisor(ic.state, cfg["supervisor_binary"] or SUPERVISOR_BINARY,
+                            claim=cgroups.claim)
     runtime = NativeRuntime(ic.state, cgroups, ic.get(plugin.EVENT), supervisor)
-    await supervisor.connect()
+    try:
+        await supervisor.connect()
+    except CgroupDriverError as e:
+        raise RuntimeError(str(e)) from None
     await recovery.recover(runtime)
     runtime.exports = ic.exports
     runtime.criu.start_check(cfg["criu_path"], ic.exports)

@@ -149,29 +149,16 @@ async def _remove_stray(runtime: "NativeRuntime", info: ProcInfo) -> None:
 async def _clean_cgroups(runtime: "NativeRuntime") -> None:
     """Task cgroups under our parent that no task owns (a crash during Create or Delete)."""
     cgroups = runtime.cgroups
-    base = cgroups.at(cgroups.parent)
-    root_dir = base.stat_dirs()
-    parent_dir = root_dir["freezer"] if isinstance(root_dir, dict) else root_dir
     owned = {t.cgroup.path for t in runtime.tasks(None)}
-    try:
-        namespaces = os.listdir(parent_dir)
-    except FileNotFoundError:
-        return
-    for ns in namespaces:
-        ns_dir = os.path.join(parent_dir, ns)
-        if not identifiers.is_valid(ns) or not os.path.isdir(ns_dir):
-            continue
-        for task_id in os.listdir(ns_dir):
-            path = f"{cgroups.parent}/{ns}/{task_id}"
-            if not identifiers.is_valid(task_id) or path in owned:
-                continue
-            if not os.path.isdir(os.path.join(ns_dir, task_id)):
-                continue
-            log.warning("removing cgroup %s: no task owns it", path)
-            try:
-                await cgroups.at(path).delete()
-            except Exception as e:
-                log.error("removing cgroup %s: %s", path, e)
+    for path in sorted(cgroups.task_paths() - owned):
+        _parent, ns, task_id = path.rsplit("/", 2)
+        if not (identifiers.is_valid(ns) and identifiers.is_valid(task_id)):
+            continue  # not a name of ours: leave it
+        log.warning("removing cgroup %s: no task owns it", path)
+        try:
+            await cgroups.at(path).delete()
+        except Exception as e:
+            log.error("removing cgroup %s: %s", path, e)
 
 
 def _clean_directories(runtime: "NativeRuntime") -> None:

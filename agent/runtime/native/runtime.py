@@ -297,5 +297,7 @@ class NativeRuntime(PlatformRuntime):
                 raise
 
     def close(self) -> None:
+        if not self._tasks:
+            self.cgroups.remove_empty_parents()  # nothing of ours is left in the cgroup tree
         self.supervisor.close()
 

@@ -67,8 +67,12 @@ def socket_path(state: str) -> str:
 class Supervisor:
     def __init__(self, state_dir: str, binary: str = SUPERVISOR_BINARY,
                  on_exit: Callable[[ExitEvent], None] | None = None,
-                 on_lost: Callable[[], None] | None = None):
+                 on_lost: Callable[[], None] | None = None,
+                 claim: Callable[[], int] | None = None):
         self.state_dir = state_dir
+        # Called before starting a supervisor: a locked descriptor the supervisor keeps open
+        # for its life (the claim on the cgroup parent); it raises when another holds it.
+        self.claim = claim
         self.binary = binary
         self.on_exit = on_exit
         self.on_lost = on_lost
@@ -81,6 +85,7 @@ class Supervisor:
         self._next_id = 1
         self._pending: dict[int, asyncio.Future] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._connecting = False
 
     # -- connection -------------------------------------------------------------------
 
@@ -89,6 +94,25 @@ class Supervisor:
         self._loop = asyncio.get_running_loop()
         path = socket_path(self.state_dir)
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        self._connecting = True
+        self.started_here = False
+        try:
+            for attempt in range(3):
+                try:
+                    await self._attach(path)
+                    break
+                except SupervisorLost:
+                    # A supervisor holding nothing leaves when its agent does; one found in
+                    # that moment closes on us, and the next attempt starts a new one.
+                    if self.started_here or attempt == 2:
+                        raise
+                    await asyncio.sleep(0.01 * (attempt + 1))
+        finally:
+            self._connecting = False
+        log.info("supervisor pid %d (protocol %d, %s)", self.pid, self.version,
+                 "started" if self.started_here else "re-attached")
+
+    async def _attach(self, path: str) -> None:
         sock = _try_connect(path)
         if sock is None:
             self._spawn(path)
@@ -101,8 +125,6 @@ class Supervisor:
         self.version = P.u64(reply.get(P.T_VERSION))
         self.pid = P.u64(reply.get(P.T_PID))
         self.started_at_ns = P.u64(reply.get(P.T_STARTED_AT))
-        log.info("supervisor pid %d (protocol %d, %s)", self.pid, self.version,
-                 "started" if self.started_here else "re-attached")
 
     def _spawn(self, path: str) -> None:
         if not os.access(self.binary, os.X_OK):
@@ -111,6 +133,7 @@ class Supervisor:
             os.unlink(path)
         except FileNotFoundError:
             pass
+        held = self.claim() if self.claim else -1
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             listener.bind(path)
@@ -120,15 +143,20 @@ class Supervisor:
                            os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
             try:
                 # Its own session: signals to the agent's process group never reach it.
+                args = [self.binary, "--listen-fd", str(listener.fileno())]
+                if held >= 0:
+                    args += ["--hold-fd", str(held)]
                 self._child = subprocess.Popen(
-                    [self.binary, "--listen-fd", str(listener.fileno())],
-                    pass_fds=(listener.fileno(),), stdin=subprocess.DEVNULL, stdout=logf,
+                    args, pass_fds=(listener.fileno(),) + ((held,) if held >= 0 else ()),
+                    stdin=subprocess.DEVNULL, stdout=logf,
                     stderr=logf, start_new_session=True, close_fds=True, cwd="/",
                 )
             finally:
                 os.close(logf)
         finally:
             listener.close()
+            if held >= 0:
+                os.close(held)  # the supervisor's copy keeps the lock
         self.started_here = True
 
     def alive(self) -> bool:
@@ -160,7 +188,7 @@ class Supervisor:
         self.close()
         if self._child is not None:
             self._child.poll()  # reap it if it was ours
-        if self.on_lost:
+        if self.on_lost and not self._connecting:
             self.on_lost()
 
     # -- requests -----------------------------------------------------------------------
@@ -320,9 +348,9 @@ def shutdown_sync(path: str, force: bool = True, timeout: float = 10.0) -> bool:
         return False
     sock.setblocking(True)
     sock.settimeout(timeout)
+    pid = 0
     try:
         sock.send(P.packet(P.HELLO, 1, P.Payload().u64(P.T_VERSION, P.VERSION).encode()))
-        pid = 0
         while True:
             data = sock.recv(P.MAX_PACKET)
             msg_type, msg_id, off = P.parse_header(data)
@@ -342,6 +370,10 @@ def shutdown_sync(path: str, force: bool = True, timeout: float = 10.0) -> bool:
                                           P.text(fields.get(P.T_ERRMSG)))
         _wait_gone(pid, timeout)
         return True
+    except (ConnectionResetError, BrokenPipeError):
+        # It was leaving already (nothing held, its agent gone) and closed on us.
+        _wait_gone(pid, timeout)
+        return bool(pid)
     finally:
         sock.close()
 

@@ -348,7 +348,10 @@ class NativeTask(NativeProcess, Task):
         controllers = sorted(freezer) if isinstance(freezer, dict) else []
         argv = checkpoint.dump_argv(criu, self.pid, self.rootfs, freezer_dir, req, self.binds,
                                     controllers)
-        await checkpoint.run_criu(argv, req.work_path or path, checkpoint.DUMP_LOG, "dump")
+        await checkpoint.run_criu(
+            argv, req.work_path or path, checkpoint.DUMP_LOG, "dump",
+            keep_as=os.path.join(self.runtime.state_dir, "logs",
+                                 f"dump-{self.namespace}-{self.id}.log"))
         if was_paused and not req.exit and self.exit is None:
             await self.cgroup.freeze()  # criu thaws what it froze: a paused task stays paused
         self.runtime.publish(self.namespace, "/tasks/checkpointed",

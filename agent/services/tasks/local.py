@@ -330,7 +330,10 @@ class TasksLocal:
 async def _init(ic: plugin.InitContext) -> TasksLocal:
     runtimes = {name: p.instance for name, p in ic.get_by_type(plugin.RUNTIME).items() if p.ok}
     if DEFAULT_RUNTIME not in runtimes:
-        raise RuntimeError(f"the default runtime {plugin.RUNTIME}.{DEFAULT_RUNTIME} did not load")
+        failed = ic.get_by_type(plugin.RUNTIME).get(DEFAULT_RUNTIME)
+        why = f": {failed.error}" if failed is not None and failed.error is not None else ""
+        raise RuntimeError(
+            f"the default runtime {plugin.RUNTIME}.{DEFAULT_RUNTIME} did not load{why}")
     metadata = ic.get(plugin.METADATA)
     ic.get(plugin.EVENT)
     try:
