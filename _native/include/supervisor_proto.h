@@ -79,7 +79,7 @@ enum {
     T_NS_JOIN = 31,     /* nested: NS_TYPE, FD */
     T_NS_TYPE = 32,
     T_FD = 33,          /* index into the packet's fds */
-    T_CGROUP_PROCS = 34, /* FD index of a cgroup.procs file to join (v1; repeated) */
+    T_CGROUP_PROCS = 34, /* FD index of a v1 `tasks` file the new process writes itself into (repeated) */
     T_CGROUP_DIR = 35,   /* FD index of a v2 cgroup directory (CLONE_INTO_CGROUP) */
 
     /* filesystem */

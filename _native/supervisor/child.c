@@ -86,6 +86,7 @@ static void reset_signals(void)
     sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
+/* Writes "0" (this thread, the only one) into each v1 hierarchy's tasks file. */
 static int join_cgroups(struct spawn_config *cfg, struct nerr *e)
 {
     int i;

@@ -101,8 +101,8 @@ class Cgroup(ABC):
 
     @abstractmethod
     def join_files(self) -> tuple[list[int], int | None]:
-        """Open fds a new process uses to join: cgroup.procs files (v1), or the directory
-        for CLONE_INTO_CGROUP (v2). The caller closes them."""
+        """Open fds a new process uses to join: the `tasks` files it writes itself into
+        (v1), or the directory for CLONE_INTO_CGROUP (v2). The caller closes them."""
 
     @abstractmethod
     def apply(self, resources: Resources, *, update: bool = False) -> None: ...

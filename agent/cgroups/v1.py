@@ -70,7 +70,11 @@ class V1Cgroup(Cgroup):
         fds: list[int] = []
         try:
             for d in self.mount_dirs:
-                fds.append(os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC))
+                # The new process writes "0" (itself) to each. Through `tasks` that moves the
+                # writing thread alone, which skips the kernel's global threadgroup lock and
+                # its RCU grace period (5-10 ms through cgroup.procs); the process has one
+                # thread, so it moves whole.
+                fds.append(os.open(os.path.join(d, "tasks"), os.O_WRONLY | os.O_CLOEXEC))
         except BaseException:
             for fd in fds:
                 os.close(fd)
