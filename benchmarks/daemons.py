@@ -62,6 +62,9 @@ def _wait_socket(path: str, proc: subprocess.Popen, log: str, timeout: float = 6
     raise RuntimeError(f"nothing serves on {path} after {timeout}s")
 
 
+EXIT_DELIVERY = "exit-delivery"
+
+
 class Daemon:
     name = ""
     address = ""
@@ -164,15 +167,20 @@ class OurAgent(Daemon):
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         text = urllib.request.urlopen(url, timeout=10).read().decode()
         out: dict[str, list] = {}
+        # RPC handling by method, and exit delivery as the pseudo-method "exit-delivery/<kind>".
+        series = (("taskagent_rpc_duration_seconds", 'method="', ""),
+                  ("taskagent_exit_delivery_seconds", 'process="', EXIT_DELIVERY + "/"))
         for line in text.splitlines():
-            if not line.startswith("taskagent_rpc_duration_seconds"):
+            found = [s for s in series if line.startswith(s[0])]
+            if not found:
                 continue
+            prefix, label, key_prefix = found[0]
             name, value = line.rsplit(" ", 1)
-            method = name.split('method="', 1)[1].split('"', 1)[0]
+            method = key_prefix + name.split(label, 1)[1].split('"', 1)[0]
             entry = out.setdefault(method, [0, 0.0, []])
-            if name.startswith("taskagent_rpc_duration_seconds_count"):
+            if name.startswith(prefix + "_count"):
                 entry[0] = int(value)
-            elif name.startswith("taskagent_rpc_duration_seconds_sum"):
+            elif name.startswith(prefix + "_sum"):
                 entry[1] = float(value)
             elif "_bucket" in name:
                 le = name.split('le="', 1)[1].split('"', 1)[0]

@@ -159,7 +159,7 @@ class Bench:
             return await scenarios.exit_to_wait(client, f"ew-{i}", self.rootfs, d.runtime_root())
 
         self.results["exit_to_wait"] = await self.timed_rounds(
-            "exit -> wait", self.cfg["exit_rounds"], call, [])
+            "exit -> wait", self.cfg["exit_rounds"], call, [daemons.EXIT_DELIVERY + "/task"])
 
     def throughput(self) -> None:
         out: dict = {}

@@ -127,6 +127,20 @@ def test_prometheus_endpoint(agent_factory, rootfs):
                 assert int(lines["taskagent_task_pids" + label]) == 1
                 assert float(lines['taskagent_rpc_duration_seconds_count{method="/containerd.'
                                    'services.tasks.v1.Tasks/Create"}']) == 1
+                assert 'taskagent_exit_delivery_seconds_count{process="task"}' not in lines
+                # A Wait in place before the exit counts its delivery; a late Wait does not.
+                waiter = asyncio.ensure_future(client.wait("p1"))
+                await asyncio.sleep(0.2)
+                await client.kill("p1", 9)
+                exited = await waiter
+                await client.wait("p1")
+                text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10
+                                              ).read().decode()
+                lines = dict(line.rsplit(" ", 1) for line in text.splitlines()
+                             if line and not line.startswith("#"))
+                assert exited.exit_status == 137
+                assert lines['taskagent_exit_delivery_seconds_count{process="task"}'] == "1"
+                assert 0 < float(lines['taskagent_exit_delivery_seconds_sum{process="task"}']) < 5
             finally:
                 await remove(client, "p1")
 

@@ -8,7 +8,7 @@ import asyncio
 import logging
 from typing import Callable, Iterable
 
-from agent.server.rpcstats import BUCKETS, STATS
+from agent.server.rpcstats import BUCKETS, EXIT_DELIVERY, STATS, RpcStats
 
 log = logging.getLogger(__name__)
 
@@ -24,16 +24,24 @@ def rpc_lines() -> Iterable[str]:
     yield "# TYPE taskagent_rpc_errors_total counter"
     for method, s in sorted(STATS.methods.items()):
         yield f'taskagent_rpc_errors_total{{method="{method}"}} {s.errors}'
-    yield "# HELP taskagent_rpc_duration_seconds Time the agent spent handling each RPC."
-    yield "# TYPE taskagent_rpc_duration_seconds histogram"
-    for method, s in sorted(STATS.methods.items()):
+    yield from _histogram("taskagent_rpc_duration_seconds",
+                          "Time the agent spent handling each RPC.", "method", STATS)
+    yield from _histogram("taskagent_exit_delivery_seconds",
+                          "From a process's exit to the answer of the Wait waiting for it.",
+                          "process", EXIT_DELIVERY)
+
+
+def _histogram(name: str, help_text: str, label: str, stats: RpcStats) -> Iterable[str]:
+    yield f"# HELP {name} {help_text}"
+    yield f"# TYPE {name} histogram"
+    for key, s in sorted(stats.methods.items()):
         running = 0
         for bound, n in zip(BUCKETS, s.buckets):
             running += n
-            yield f'taskagent_rpc_duration_seconds_bucket{{method="{method}",le="{bound}"}} {running}'
-        yield f'taskagent_rpc_duration_seconds_bucket{{method="{method}",le="+Inf"}} {s.count}'
-        yield f'taskagent_rpc_duration_seconds_sum{{method="{method}"}} {s.total_ns / 1e9:.9f}'
-        yield f'taskagent_rpc_duration_seconds_count{{method="{method}"}} {s.count}'
+            yield f'{name}_bucket{{{label}="{key}",le="{bound}"}} {running}'
+        yield f'{name}_bucket{{{label}="{key}",le="+Inf"}} {s.count}'
+        yield f'{name}_sum{{{label}="{key}"}} {s.total_ns / 1e9:.9f}'
+        yield f'{name}_count{{{label}="{key}"}} {s.count}'
 
 
 class PrometheusServer:

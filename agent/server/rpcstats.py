@@ -39,3 +39,6 @@ class RpcStats:
 
 
 STATS = RpcStats()
+# From a process's recorded exit to the answer of a Wait that was waiting for it (keyed by
+# "task" or "exec"): the supervisor's reaping and message, and the agent's resolving.
+EXIT_DELIVERY = RpcStats()

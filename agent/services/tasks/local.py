@@ -22,6 +22,7 @@ from agent.api.containerd.types.task import task_pb2 as types
 from agent.api.runc import options_pb2
 from agent.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from agent.server import context as reqctx
+from agent.server.rpcstats import EXIT_DELIVERY
 from agent.services.tasks import checkpoints
 from agent.native import cgstats
 from agent.runtime.task import IO, CreateOpts, Exit, Mount, PlatformRuntime, Task, TaskMonitor
@@ -276,7 +277,11 @@ class TasksLocal:
 
     async def wait(self, ns: str, r: api.WaitRequest) -> api.WaitResponse:
         proc = self._process(ns, r.container_id, r.exec_id)
+        waited = proc.state().exit is None
         exit = await proc.wait()
+        if waited:  # the exit came while this Wait waited: how long it took to deliver
+            EXIT_DELIVERY.record("exec" if r.exec_id else "task",
+                                 max(0, time.time_ns() - exit.timestamp_ns), False)
         resp = api.WaitResponse(exit_status=exit.status)
         _timestamp(resp.exited_at, exit.timestamp_ns)
         return resp
