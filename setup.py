@@ -75,6 +75,18 @@ class BuildNative(build_ext):
         only = _only()
         if only is None or "supervisor" in only:
             self._build_supervisor()
+        if only is None or "cffi" in only:
+            self._build_cffi()
+
+    def _build_cffi(self):
+        """cffi's out-of-line ABI modules: the declarations parsed now, not at each start."""
+        import runpy
+
+        builder = runpy.run_path(os.path.join(HERE, "_native", "cffi", "inotify_decl.py"))["ffibuilder"]
+        base = HERE if self.inplace else self.build_lib
+        out = os.path.join(base, "agent", "native", "_inotify_cffi.py")
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        builder.emit_python_code(out)
 
     def _build_supervisor(self):
         sources = _c_sources("supervisor") + _c_sources("common")

@@ -13,6 +13,7 @@ type that no enabled plugin provides, or a dependency cycle, stops start-up with
 from __future__ import annotations
 
 import inspect
+import time
 import logging
 import os
 from dataclasses import dataclass, field
@@ -191,11 +192,13 @@ async def load(regs: list[Registration], *, root: str, state: str, disabled: set
         config.update(plugin_config.get(reg.uri, {}))
         ic = InitContext(reg, plugins, root, state, config, server_config)
         p = Plugin(reg)
+        started = time.perf_counter()
         try:
             result = reg.init(ic)
             if inspect.isawaitable(result):
                 result = await result
             p.instance = result
+            log.debug("plugin %s loaded in %.1f ms", reg.uri, (time.perf_counter() - started) * 1e3)
         except SkipPlugin as e:
             p.error = e
             log.info("plugin %s skipped: %s", reg.uri, e)

@@ -7,6 +7,7 @@ import re
 
 OURS, REF = "taskagent", "containerd"
 README = os.path.join(os.path.dirname(__file__), "README.md")
+PLOTS = os.path.join(os.path.dirname(__file__), "plots")  # the README's figures
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
@@ -146,10 +147,31 @@ def table(data: dict) -> str:
     return "\n".join(lines)
 
 
+HEADER = """# Benchmarks
+
+Our agent against containerd + runc on the same machine, in the same run, through the same
+client calls (`bash scripts/bench.sh`; see `benchmarks/run.py` for what each scenario does).
+Ratios are what to quote: the machine is shared and noisy. The agent's own handling time
+comes from its Prometheus RPC histograms.
+"""
+
+
+# The plots written for the README: (file name without .png, title).
+FIGURES = (("lifecycle", "Full lifecycle latency"), ("exec", "Exec latency"),
+           ("pause_resume", "Pause + resume latency"), ("floor", "One gRPC call"),
+           ("exit_to_wait", "Exit to Wait answer"), ("throughput", "Throughput"),
+           ("density", "Memory as tasks are added"))
+
+
 def update_readme(text: str, data: dict) -> None:
-    with open(README) as f:
-        content = f.read()
-    block = f"{BEGIN}\n{text}\n{END}"
+    try:
+        with open(README) as f:
+            content = f.read()
+    except FileNotFoundError:
+        content = HEADER
+    figures = "\n".join(f"![{title}](plots/{name}.png)" for name, title in FIGURES
+                        if name in data["results"])
+    block = f"{BEGIN}\n{text}\n\n{figures}\n{END}"
     if BEGIN in content:
         content = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _m: block, content,
                          flags=re.S)
@@ -177,7 +199,8 @@ def plots(data: dict, out: str) -> None:
         fig, ax = plt.subplots(figsize=(7, 4))
         samples = r[key]["samples_s"]
         names = [n for n in (OURS, REF) if n in samples]
-        ax.boxplot([[s * 1000 for s in samples[n]] for n in names], labels=names, showfliers=True)
+        ax.boxplot([[s * 1000 for s in samples[n]] for n in names], tick_labels=names,
+                   showfliers=True)
         ax.set_yscale("log")
         ax.set_ylabel("ms (log scale)")
         ax.set_title(title)
@@ -199,5 +222,17 @@ def plots(data: dict, out: str) -> None:
         fig.tight_layout()
         fig.savefig(os.path.join(out, "throughput.png"), dpi=100)
         plt.close(fig)
-    for name, fig_fn in data.get("extra_plots", {}).items():
-        del name, fig_fn
+    if "density" in r:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for name in (OURS, REF):
+            points = r["density"].get(name) or []
+            if points:
+                ax.plot([p["tasks"] for p in points], [p["pss_kib"] / 1024 for p in points],
+                        marker="o", label=name + (" (+ shims)" if name == REF else " + supervisor"))
+        ax.set_xlabel("running tasks")
+        ax.set_ylabel("PSS, MiB")
+        ax.legend()
+        ax.set_title("Memory as tasks are added")
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, "density.png"), dpi=100)
+        plt.close(fig)

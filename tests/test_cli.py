@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from helpers import ctr
+
 
 def cli(agent, *args: str, input: bytes | None = None, timeout: int = 60):
     return subprocess.run([sys.executable, "-m", "agent", *args[:1], "-a", agent.address,
@@ -72,3 +74,14 @@ def test_an_unreachable_agent_is_named_in_one_line(tmp_path):
                        capture_output=True, timeout=60, cwd="/")
     assert (r.returncode, r.stderr.decode()) == (
         1, f"taskagent: cannot reach the agent at {missing}: no agent is serving there\n")
+
+
+def test_a_run_that_cannot_make_its_task_leaves_no_container(agent, tmp_path):
+    missing = str(tmp_path / "nope")
+    r = cli(agent, "run", "-d", "--rootfs", missing, "n1", "--", "/bin/true")
+    assert (r.returncode, r.stderr.decode()) == (
+        1, f"taskagent: rootfs {missing} does not exist or is not a directory "
+           "(invalid_argument)\n")
+    r = cli(agent, "run", "--rootfs", missing, "n2", "--", "/bin/true")
+    assert r.returncode == 1
+    assert ctr(agent.address, "c", "ls", "-q", namespace="cli").stdout == b""

@@ -92,8 +92,11 @@ def test_the_supervisor_leaves_with_its_agent_when_it_holds_nothing(agent_factor
     run(lifecycle())
     sv_pid = _supervisor_pid(agent)
     assert _v1_or_v2_dirs(agent.cgroup_parent) != []
+    sock = os.path.join(agent.state, RUNTIME_URI, "supervisor.sock")
+    assert os.path.exists(sock)
     agent.stop()
     assert _gone(sv_pid)
+    assert not os.path.exists(sock)  # it removed its own socket
     # Nothing of the agent is left in the cgroup tree either.
     assert _v1_or_v2_dirs(agent.cgroup_parent) == []
 

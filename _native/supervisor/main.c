@@ -16,6 +16,9 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "child.h"
@@ -26,6 +29,32 @@ extern int sv_epoll;
 int sv_self_pidns = -1;
 uint8_t *sv_recv_buf;
 int64_t sv_started_at;
+
+/* The socket file we were started on, to remove at exit while it is still ours (a new
+ * supervisor may have bound a new one at the same path since). */
+static char own_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+static struct stat own_stat;
+
+static void remember_socket(int listen_fd)
+{
+    struct sockaddr_un addr;
+    socklen_t len = sizeof(addr);
+    memset(&addr, 0, sizeof(addr));
+    if (getsockname(listen_fd, (struct sockaddr *)&addr, &len) < 0 || addr.sun_family != AF_UNIX ||
+        addr.sun_path[0] == '\0')
+        return;
+    memcpy(own_path, addr.sun_path, sizeof(own_path) - 1);
+    if (stat(own_path, &own_stat) < 0)
+        own_path[0] = '\0';
+}
+
+static void remove_socket(void)
+{
+    struct stat now;
+    if (own_path[0] && stat(own_path, &now) == 0 && now.st_dev == own_stat.st_dev &&
+        now.st_ino == own_stat.st_ino)
+        unlink(own_path);
+}
 
 static int parse_args(int argc, char **argv, int *hold_fd)
 {
@@ -114,6 +143,7 @@ int main(int argc, char **argv)
     keep_std_fds();
     if (setup(listen_fd, &sigfd) < 0)
         return 1;
+    remember_socket(listen_fd);
     while (!stop) {
         int64_t deadline = next_deadline();
         int timeout = -1, n, i;
@@ -146,5 +176,6 @@ int main(int argc, char **argv)
             stop = 1;
         }
     }
+    remove_socket();
     return 0;
 }

@@ -18,6 +18,7 @@ class Hierarchy:
     v1: dict[str, str] = field(default_factory=dict)  # controller -> mount point
     v2: str | None = None  # the cgroup2 mount point, if any
     v2_controllers: tuple[str, ...] = ()
+    _mounts: tuple | None = field(default=None, repr=False, compare=False)
 
     @property
     def v1_usable(self) -> bool:
@@ -30,12 +31,15 @@ class Hierarchy:
 
     def v1_mounts(self) -> list[str]:
         """Distinct mount points of the controllers we use (co-mounted ones appear once)."""
-        seen: list[str] = []
-        for c in V1_CONTROLLERS:
-            mnt = self.v1.get(c)
-            if mnt and mnt not in seen:
-                seen.append(mnt)
-        return seen
+        key = tuple(sorted(self.v1.items()))
+        if self._mounts is None or self._mounts[0] != key:
+            seen: list[str] = []
+            for c in V1_CONTROLLERS:
+                mnt = self.v1.get(c)
+                if mnt and mnt not in seen:
+                    seen.append(mnt)
+            self._mounts = (key, seen)
+        return self._mounts[1]
 
 
 def detect(mountinfo: str = "/proc/self/mountinfo") -> Hierarchy:

@@ -20,8 +20,10 @@ class V1Cgroup(Cgroup):
     def __init__(self, hierarchy: Hierarchy, path: str):
         super().__init__(path)
         self.h = hierarchy
-        self.dirs = {c: os.path.join(m, self.path) for c, m in hierarchy.v1.items()}
-        self.mount_dirs = [os.path.join(m, self.path) for m in hierarchy.v1_mounts()]
+        # Made for every task (and for each one taken back at a restart): kept cheap.
+        rel = "/" + self.path
+        self.dirs = {c: m + rel for c, m in hierarchy.v1.items()}
+        self.mount_dirs = [m + rel for m in hierarchy.v1_mounts()]
 
     def _dir(self, controller: str) -> str | None:
         return self.dirs.get(controller)

@@ -88,12 +88,32 @@ async def _run(args: argparse.Namespace) -> int:
             session = attach.Session(client, args.id, interactive=args.interactive or args.tty,
                                      terminal=args.tty)
             return await session.run_task()
+        except grpc.aio.AioRpcError:
+            # No task was made (a missing rootfs, say): the container goes again with it.
+            if not await _has_task(client, args.id):
+                await _delete_quietly(client, args.id)
+            raise
         finally:
             if args.rm and not args.detach:
                 try:
                     await client.delete_container(args.id)
                 except grpc.aio.AioRpcError:
                     pass
+
+
+async def _has_task(client, container_id: str) -> bool:
+    try:
+        await client.get(container_id)
+        return True
+    except grpc.aio.AioRpcError as e:
+        return e.code() != grpc.StatusCode.NOT_FOUND
+
+
+async def _delete_quietly(client, container_id: str) -> None:
+    try:
+        await client.delete_container(container_id)
+    except grpc.aio.AioRpcError:
+        pass
 
 
 async def _exec(args: argparse.Namespace) -> int:

@@ -1,12 +1,13 @@
-"""inotify, which Python's standard library lacks, bound with cffi in ABI mode (libc is
-opened at run time; nothing to compile). Used to watch cgroup v2 event files."""
+"""inotify, which Python's standard library lacks, bound with cffi in out-of-line ABI mode
+(declarations compiled at build time from _native/cffi/inotify_decl.py; libc is opened at run
+time). Used to watch cgroup v2 event files."""
 
 from __future__ import annotations
 
 import os
 import struct
 
-from cffi import FFI
+from agent.native._inotify_cffi import ffi as _ffi
 
 IN_MODIFY = 0x00000002
 IN_IGNORED = 0x00008000
@@ -14,12 +15,6 @@ IN_NONBLOCK = os.O_NONBLOCK
 IN_CLOEXEC = os.O_CLOEXEC
 _EVENT = struct.Struct("iIII")
 
-_ffi = FFI()
-_ffi.cdef("""
-    int inotify_init1(int flags);
-    int inotify_add_watch(int fd, const char *pathname, uint32_t mask);
-    int inotify_rm_watch(int fd, int wd);
-""")
 _libc = _ffi.dlopen(None)
 
 
