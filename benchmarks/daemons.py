@@ -139,8 +139,19 @@ class OurAgent(Daemon):
         _wait_socket(self.address, self.proc, self.log)
         return self
 
+    def wait_settled(self, timeout: float = 120.0) -> None:
+        """Until its start-up work is done (the CRIU check runs after serving begins), so
+        that it does not load the machine while figures are taken."""
+        deadline = time.monotonic() + timeout
+        while "criu" not in self._runtime_exports() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
     def supervisor_pid(self) -> int | None:
         """Read from the runtime plugin's exports, as `ctr plugins ls -d` shows them."""
+        sv = self._runtime_exports().get("supervisor_pid")
+        return int(sv) if sv else None
+
+    def _runtime_exports(self) -> dict[str, str]:
         import grpc
 
         from agent.api.containerd.services.introspection.v1 import (
@@ -152,10 +163,7 @@ class OurAgent(Daemon):
             stub = introspection_pb2_grpc.IntrospectionStub(ch)
             resp = stub.Plugins(introspection_pb2.PluginsRequest(filters=["id==native"]),
                                 metadata=(("containerd-namespace", "bench"),))
-        for p in resp.plugins:
-            if "supervisor_pid" in p.exports:
-                return int(p.exports["supervisor_pid"])
-        return None
+        return dict(resp.plugins[0].exports) if resp.plugins else {}
 
     def pids(self) -> list[int]:
         out = super().pids()

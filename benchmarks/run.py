@@ -369,6 +369,9 @@ async def _main(args: argparse.Namespace) -> dict:
     reference = daemons.Containerd(criu).start() if daemons.Containerd.available() else None
     bench = Bench(cfg, rootfs, ours, reference, criu)
     try:
+        progress("letting both daemons finish starting")
+        await asyncio.get_running_loop().run_in_executor(None, ours.wait_settled)
+        await asyncio.sleep(2.0)
         for name in SCENARIOS:
             if name not in only:
                 continue
