@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Debian packages the agent's tests and demo use: containerd's ctr (the real client), runc
 # and containerd (the reference the benchmarks compare against), busybox-static (the test
-# rootfs), tmux (drives terminal tests), iptables (CRIU's network lock).
+# rootfs), tmux (drives terminal tests), criu and iptables (checkpoint/restore and CRIU's
+# network lock; Debian 13's CRIU works on current kernels, Debian 12's is too old for them and
+# the live checkpoint tests then skip, saying so).
 set -euo pipefail
-packages=(containerd runc busybox-static tmux iptables)
+packages=(containerd runc busybox-static tmux iptables criu)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
