@@ -11,7 +11,6 @@ import sys
 import grpc
 
 from agent import config
-from agent.cli import attach, show
 
 
 def _address(args: argparse.Namespace) -> str:
@@ -67,6 +66,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 # -- run and exec --------------------------------------------------------------------------
 
 async def _run(args: argparse.Namespace) -> int:
+    from agent.cli import attach
+
     from agent.client import default_spec
 
     if not args.command:
@@ -117,6 +118,8 @@ async def _delete_quietly(client, container_id: str) -> None:
 
 
 async def _exec(args: argparse.Namespace) -> int:
+    from agent.cli import attach
+
     import orjson
 
     from agent.api.containerd.services.containers.v1 import containers_pb2
@@ -138,6 +141,8 @@ async def _exec(args: argparse.Namespace) -> int:
 # -- listing and control ---------------------------------------------------------------------
 
 async def _ls(args: argparse.Namespace) -> int:
+    from agent.cli import show
+
     async with _client(args) as client:
         show.table(["TASK", "PID", "STATUS"],
                    [[t.id, t.pid, show.status(t.status)] for t in await client.list_tasks()])
@@ -145,6 +150,8 @@ async def _ls(args: argparse.Namespace) -> int:
 
 
 async def _ps(args: argparse.Namespace) -> int:
+    from agent.cli import show
+
     async with _client(args) as client:
         rows = []
         for p in await client.pids(args.id):
@@ -154,6 +161,8 @@ async def _ps(args: argparse.Namespace) -> int:
 
 
 async def _kill(args: argparse.Namespace) -> int:
+    from agent.cli import show
+
     async with _client(args) as client:
         await client.kill(args.id, show.signal_number(args.signal), exec_id=args.exec_id,
                           all=args.all)
@@ -205,6 +214,8 @@ async def _update(args: argparse.Namespace) -> int:
 
 
 async def _metrics(args: argparse.Namespace) -> int:
+    from agent.cli import show
+
     async with _client(args) as client:
         metrics = await client.metrics([f"id=={args.id}"])
         if not metrics:
@@ -215,6 +226,8 @@ async def _metrics(args: argparse.Namespace) -> int:
 
 
 async def _top(args: argparse.Namespace) -> int:
+    from agent.cli import show
+
     async with _client(args) as client:
         previous: dict[str, tuple[float, float]] = {}
         sampled = False
@@ -267,6 +280,8 @@ async def _restore(args: argparse.Namespace) -> int:
 
 
 async def _events(args: argparse.Namespace) -> int:
+    from agent.cli import show
+
     async with _client(args) as client:
         async for env in client.subscribe(args.filters):
             print(show.envelope(env), flush=True)
