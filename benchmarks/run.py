@@ -20,6 +20,8 @@ import sys
 import tempfile
 import time
 
+import uvloop
+
 from agent.client import Client
 from benchmarks import daemons, report, scenarios, stats
 from benchmarks.scenarios import NS
@@ -352,7 +354,7 @@ def _throughput_worker(address, rootfs, runc_root, k, seconds, deadline, prefix)
         await client.close()
         return done, errors
 
-    return asyncio.run(main())
+    return uvloop.run(main())
 
 
 SCENARIOS = ["floor", "lifecycle", "throughput", "exit_wait", "exec", "pause", "density",
@@ -404,7 +406,8 @@ def main() -> int:
     if os.geteuid() != 0:
         print("benchmarks need root (both daemons make namespaces and cgroups)", file=sys.stderr)
         return 1
-    data = asyncio.run(_main(args))
+    # The client side runs on uvloop (as the agent does), the same for both daemons.
+    data = uvloop.run(_main(args))
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(data, f, indent=1)

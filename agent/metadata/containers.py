@@ -38,6 +38,11 @@ _FULL_UPDATE = ("labels", "spec", "extensions", "image", "snapshotkey")
 class ContainerStore:
     def __init__(self, db: MetadataDB):
         self._db = db
+        # (namespace, id) -> runtime name: every task call asks which runtime holds the
+        # container's task, and the stored record (spec included) is large to read and parse.
+        # Only this store writes the table (the agent holds the state lock), so its own
+        # writes are all that invalidate it.
+        self._runtime_names: dict[tuple[str, str], str] = {}
         db.create_tables(SCHEMA)
         db.register_namespace_check("containers", _has_containers)
 
@@ -49,6 +54,18 @@ class ContainerStore:
         if row is None:
             raise NotFound(f'container "{container_id}" in namespace "{namespace}": not found')
         return Container.FromString(row[0])
+
+    def runtime_name(self, namespace: str, container_id: str) -> str:
+        """The container's runtime name; NotFound as get() when there is no container."""
+        key = (namespace, container_id)
+        try:
+            return self._runtime_names[key]
+        except KeyError:
+            pass
+        name = self.get(namespace, container_id).runtime.name
+        if not self._db.in_transaction():  # never remember what a rollback could undo
+            self._runtime_names[key] = name
+        return name
 
     def list(self, namespace: str, filter_strings: Iterable[str] = ()) -> list[Container]:
         flt = filters.parse_all(filter_strings)
@@ -84,6 +101,7 @@ class ContainerStore:
         if not container.id:
             raise InvalidArgument("Container.ID required")
         paths = list(paths)
+        self._runtime_names.pop((namespace, container.id), None)
         with self._db.transaction() as conn:
             row = conn.execute(
                 "SELECT record FROM containers WHERE namespace = ? AND id = ?",
@@ -114,6 +132,7 @@ class ContainerStore:
         return updated
 
     def delete(self, namespace: str, container_id: str) -> None:
+        self._runtime_names.pop((namespace, container_id), None)
         with self._db.transaction() as conn:
             cur = conn.execute(
                 "DELETE FROM containers WHERE namespace = ? AND id = ?",

@@ -71,6 +71,9 @@ class MetadataDB:
         self.containers = ContainerStore(self)
         self.leases = LeaseStore(self)
 
+    def in_transaction(self) -> bool:
+        return self._depth > 0
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """Run the body atomically; an exception rolls back everything it wrote."""

@@ -20,6 +20,9 @@ CONFIG = {
     "supervisor_binary": "",
     # CRIU for checkpoint/restore (4.1 or newer on kernels from 6.13); empty: found in PATH.
     "criu_path": "",
+    # cgroup v1: keep one empty cgroup frozen so the kernel's freezer stays switched on and
+    # Pause/Resume skip the switch (~0.2 ms each). See agent/cgroups/anchor.py.
+    "freezer_anchor": True,
 }
 
 
@@ -37,6 +40,8 @@ async def _init(ic: plugin.InitContext) -> NativeRuntime:
     except CgroupDriverError as e:
         raise RuntimeError(str(e)) from None
     await recovery.recover(runtime)
+    if cgroups.driver == "v1" and cfg["freezer_anchor"]:
+        runtime.hold_freezer_anchor()
     runtime.exports = ic.exports
     runtime.criu.start_check(cfg["criu_path"], ic.exports)
     ic.exports["cgroup_driver"] = cgroups.driver

@@ -19,12 +19,13 @@ from agent.api.containerd.events import task_pb2 as ev
 from agent.api.containerd.types import mount_pb2
 from agent.cgroups import Cgroups
 from agent.cgroups import resources as cgroup_resources
+from agent.cgroups.anchor import FreezerAnchor
 from agent.errors import AlreadyExists, InvalidArgument, NotFound
 from agent.runtime.native import checkpoint, errmap, stdio
 from agent.runtime.native.criu import Criu
 from agent.runtime.native import protocol as P
 from agent.runtime.native import spec as specmod
-from agent.runtime.native.supervisor import ExitEvent, Supervisor, SupervisorError
+from agent.runtime.native.supervisor import ExitEvent, Supervisor, SupervisorError, SupervisorLost
 from agent.runtime.native.task import NativeTask
 from agent.runtime.task import UNKNOWN_EXIT_STATUS, CreateOpts, Exit, PlatformRuntime
 
@@ -49,6 +50,7 @@ class NativeRuntime(PlatformRuntime):
         self.held_exits: list[ExitEvent] | None = None
         self.exports: dict[str, str] = {}  # the plugin's, for introspection
         self.criu = Criu()
+        self.freezer_anchor: FreezerAnchor | None = None
         supervisor.on_exit = self.on_supervisor_exit
         supervisor.on_lost = self.on_supervisor_lost
 
@@ -296,7 +298,30 @@ class NativeRuntime(PlatformRuntime):
             if e.errno != 2:  # ENOENT: it holds nothing under that key
                 raise
 
+    def hold_freezer_anchor(self) -> None:
+        anchor = FreezerAnchor(self.cgroups.hierarchy.v1["freezer"], self.cgroups.parent)
+        if anchor.hold():
+            self.freezer_anchor = anchor
+
+    def forget_soon(self, key: str) -> None:
+        """Drop the record of a process whose exit was reported, without waiting for the
+        answer; a failure is only logged (ENOENT: it holds nothing under that key)."""
+        def done(fut: asyncio.Future) -> None:
+            if fut.cancelled():
+                return
+            e = fut.exception()
+            if e is not None and not (isinstance(e, SupervisorError) and e.errno == 2):
+                log.warning("supervisor: forgetting %s: %s", key, e)
+
+        try:
+            self.supervisor.forget_soon(key).add_done_callback(done)
+        except (SupervisorError, SupervisorLost) as e:
+            log.warning("supervisor: forgetting %s: %s", key, e)
+
     def close(self) -> None:
+        if self.freezer_anchor is not None:
+            self.freezer_anchor.release()
+            self.freezer_anchor = None
         if not self._tasks:
             self.cgroups.remove_empty_parents()  # nothing of ours is left in the cgroup tree
         self.supervisor.close()

@@ -7,6 +7,7 @@ order (matched by id); exits arrive as events whenever a held process ends."""
 from __future__ import annotations
 
 import array
+import collections
 import asyncio
 import errno
 import logging
@@ -84,6 +85,7 @@ class Supervisor:
         self._child: subprocess.Popen | None = None
         self._next_id = 1
         self._pending: dict[int, asyncio.Future] = {}
+        self._outbox: collections.deque[tuple[bytes, list[int]]] = collections.deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connecting = False
 
@@ -176,6 +178,9 @@ class Supervisor:
         """Detach; the supervisor and its processes keep running."""
         if self.sock is not None and self._loop is not None:
             self._loop.remove_reader(self.sock.fileno())
+            if self._outbox:
+                self._loop.remove_writer(self.sock.fileno())
+                self._outbox.clear()
             self.sock.close()
             self.sock = None
         for fut in self._pending.values():
@@ -194,6 +199,11 @@ class Supervisor:
     # -- requests -----------------------------------------------------------------------
 
     async def request(self, msg_type: int, payload: P.Payload) -> dict:
+        return await self.send(msg_type, payload)
+
+    def send(self, msg_type: int, payload: P.Payload) -> asyncio.Future:
+        """Send a request now, in order with every other, and return the future of its
+        reply. The descriptors in the payload must stay open until that future is done."""
         if self.sock is None:
             raise SupervisorLost("not connected to the supervisor")
         msg_id = self._next_id
@@ -201,29 +211,39 @@ class Supervisor:
         data = P.packet(msg_type, msg_id, payload.encode())
         fut = self._loop.create_future()
         self._pending[msg_id] = fut
-        try:
-            await self._send(data, payload.fds)
-        except BaseException:
-            self._pending.pop(msg_id, None)
-            raise
-        return await fut
-
-    async def _send(self, data: bytes, fds: list[int]) -> None:
-        ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
-        while True:
+        if not self._outbox:
             try:
-                self.sock.sendmsg([data], ancillary)
-                return
+                self._sendmsg(data, payload.fds)
+                return fut
             except BlockingIOError:
-                fut = self._loop.create_future()
-                self._loop.add_writer(self.sock.fileno(), fut.set_result, None)
-                try:
-                    await fut
-                finally:
-                    self._loop.remove_writer(self.sock.fileno())
+                pass
             except OSError as e:
+                self._pending.pop(msg_id, None)
                 self._lost()
                 raise SupervisorLost(f"sending to the supervisor: {e}") from None
+        # The link is full: queued, and sent in order as it drains.
+        self._outbox.append((data, list(payload.fds)))
+        if len(self._outbox) == 1:
+            self._loop.add_writer(self.sock.fileno(), self._flush)
+        return fut
+
+    def _sendmsg(self, data: bytes, fds: list[int]) -> None:
+        ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+        self.sock.sendmsg([data], ancillary)
+
+    def _flush(self) -> None:
+        while self._outbox and self.sock is not None:
+            data, fds = self._outbox[0]
+            try:
+                self._sendmsg(data, fds)
+            except BlockingIOError:
+                return
+            except OSError:
+                self._lost()  # fails every pending reply
+                return
+            self._outbox.popleft()
+        if self.sock is not None:
+            self._loop.remove_writer(self.sock.fileno())
 
     def _on_readable(self) -> None:
         while self.sock is not None:
@@ -292,6 +312,11 @@ class Supervisor:
 
     async def forget(self, key: str) -> None:
         await self.request(P.FORGET, P.Payload().str(P.T_KEY, key))
+
+    def forget_soon(self, key: str) -> asyncio.Future:
+        """Forget without waiting: the supervisor reads it even if the agent stops right
+        after, and before any later request for the same key (one ordered link)."""
+        return self.send(P.FORGET, P.Payload().str(P.T_KEY, key))
 
     async def ack_exit(self, key: str) -> None:
         await self.request(P.ACK_EXIT, P.Payload().str(P.T_KEY, key))

@@ -126,7 +126,10 @@ class ExecProcess(NativeProcess):
                 await asyncio.wait_for(asyncio.shield(self._gone), REAP_WAIT)
             except asyncio.TimeoutError:
                 pass
-        if self.exit is not None or self.start_failed:
+        if self.exit is not None:
+            # Its exit was reported, so the supervisor frees the record: nothing to wait for.
+            self.runtime.forget_soon(self.key)
+        elif self.start_failed:
             try:
                 await self.runtime.supervisor.forget(self.key)
             except SupervisorError as e:

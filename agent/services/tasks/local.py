@@ -127,8 +127,9 @@ class TasksLocal:
         return self.containers.get(ns, container_id)
 
     def _task(self, ns: str, container_id: str) -> Task:
-        container = self._container(ns, container_id)
-        return self.runtime_for(container.runtime.name).get(ns, container_id)
+        identifiers.validate(container_id, "container id")
+        runtime_name = self.containers.runtime_name(ns, container_id)
+        return self.runtime_for(runtime_name).get(ns, container_id)
 
     def _process(self, ns: str, container_id: str, exec_id: str):
         task = self._task(ns, container_id)
