@@ -111,6 +111,21 @@ def test_missing_required_plugin_is_one_line(tmp_path):
     assert not (tmp_path / "run" / "s.sock").exists()
 
 
+def test_bad_runtime_option_is_one_line_and_leaves_nothing(tmp_path):
+    os.makedirs(tmp_path / "run", mode=0o700)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[plugins."io.containerd.runtime.v2.native"]\n  freezer_anchor = "yes"\n'
+                   '  cgroup_parent = "taskagent-test-badopt"\n')
+    r = _serve("--address", str(tmp_path / "run" / "s.sock"), "--root", str(tmp_path / "root"),
+               "--state", str(tmp_path / "state"), "--config", str(cfg))
+    assert r.returncode == 1
+    last = r.stderr.decode().strip().splitlines()[-1]
+    assert last.startswith("taskagent: ") and "freezer_anchor must be true or false, not 'yes'" in last
+    assert not (tmp_path / "run" / "s.sock").exists()
+    assert not [h for h in os.listdir("/sys/fs/cgroup")
+                if os.path.exists(os.path.join("/sys/fs/cgroup", h, "taskagent-test-badopt"))]
+
+
 def test_config_default_is_complete_toml():
     r = subprocess.run([sys.executable, "-m", "agent", "config", "default"], capture_output=True,
                        check=True, cwd="/")
@@ -121,4 +136,5 @@ def test_config_default_is_complete_toml():
     native = cfg["plugins"]["io.containerd.runtime.v2.native"]
     assert native["cgroup_driver"] == "auto"
     assert native["cgroup_parent"] == "taskagent"
+    assert native["freezer_anchor"] is True
     assert cfg["plugins"]["io.containerd.metadata.v1.sqlite"]["synchronous"] == "normal"

@@ -28,6 +28,8 @@ CONFIG = {
 
 async def _init(ic: plugin.InitContext) -> NativeRuntime:
     cfg = ic.config
+    if not isinstance(cfg["freezer_anchor"], bool):
+        raise RuntimeError(f"freezer_anchor must be true or false, not {cfg['freezer_anchor']!r}")
     try:
         cgroups = Cgroups(cfg["cgroup_driver"], cfg["cgroup_parent"], cfg["cgroup_v2_mount"])
     except CgroupDriverError as e:
