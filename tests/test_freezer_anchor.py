@@ -71,7 +71,13 @@ def test_anchor_is_frozen_while_serving_survives_a_crash_and_goes_at_stop(agent_
 
 
 def test_anchor_turned_off(agent_factory, rootfs):
-    agent = agent_factory(runtime_options={"freezer_anchor": False}).start()
+    # One left by a crash is removed by an agent that does not want it.
+    crashed = agent_factory().start()
+    assert os.path.isdir(_anchor(crashed))
+    crashed.proc.kill()
+    crashed.wait(30)
+    agent = agent_factory(base=crashed.base, runtime_options={"freezer_anchor": False}).start()
+    assert not os.path.exists(_anchor(agent))
 
     async def pause_and_resume():
         async with Client(agent.address, NS) as client:

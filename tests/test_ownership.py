@@ -64,7 +64,7 @@ def test_a_second_agent_on_the_same_cgroup_parent_refuses_and_harms_nothing(
     last = r.stderr.decode().strip().splitlines()[-1]
     assert last.endswith(
         f"cgroup parent '{first.cgroup_parent}' is held by another agent's supervisor "
-        f"(claimed by pid {first.proc.pid}); give each agent its own cgroup_parent"), last
+        f"(pid {sv_pid}); give each agent its own cgroup_parent"), last
     # The refused agent made nothing: no state, no root, no supervisor.
     assert not os.path.exists(second.state) and not os.path.exists(second.root)
     # The first agent's container runs on, in its cgroup.

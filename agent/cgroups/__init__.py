@@ -58,11 +58,11 @@ class Cgroups:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _flock_holder(os.fstat(fd))
+            holder = _open_by(directory, os.getpid()) or _flock_holder(os.fstat(fd))
             os.close(fd)
             raise CgroupDriverError(
                 f"cgroup parent {self.parent!r} is held by another agent's supervisor "
-                f"(claimed by pid {holder}); give each agent its own cgroup_parent") from None
+                f"(pid {holder}); give each agent its own cgroup_parent") from None
         return fd
 
     def _tops(self) -> list[str]:
@@ -109,8 +109,30 @@ class Cgroups:
         return os.path.join(self.v2_mount, self.parent)
 
 
+def _open_by(directory: str, me: int) -> str:
+    """The pids of other processes holding the directory open (the supervisor keeps its lock
+    that way), comma-separated; empty when none is found."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == me:
+            continue
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == directory:
+                    found.append(pid)
+                    break
+            except OSError:
+                continue
+    return ",".join(found)
+
+
 def _flock_holder(st: os.stat_result) -> str:
-    """The pid /proc/locks gives for the flock on this inode ("unknown" when not found)."""
+    """The pid /proc/locks gives for the flock on this inode: the process that took it, which
+    may have passed it on ("unknown" when not found)."""
     wanted = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
     try:
         with open("/proc/locks") as f:

@@ -42,8 +42,8 @@ async def _init(ic: plugin.InitContext) -> NativeRuntime:
     except CgroupDriverError as e:
         raise RuntimeError(str(e)) from None
     await recovery.recover(runtime)
-    if cgroups.driver == "v1" and cfg["freezer_anchor"]:
-        runtime.hold_freezer_anchor()
+    if cgroups.driver == "v1":
+        runtime.use_freezer_anchor(cfg["freezer_anchor"])
     runtime.exports = ic.exports
     runtime.criu.start_check(cfg["criu_path"], ic.exports)
     ic.exports["cgroup_driver"] = cgroups.driver

@@ -25,7 +25,7 @@ from agent.runtime.native import checkpoint, errmap, stdio
 from agent.runtime.native.criu import Criu
 from agent.runtime.native import protocol as P
 from agent.runtime.native import spec as specmod
-from agent.runtime.native.supervisor import ExitEvent, Supervisor, SupervisorError, SupervisorLost
+from agent.runtime.native.supervisor import ExitEvent, Supervisor, SupervisorError
 from agent.runtime.native.task import NativeTask
 from agent.runtime.task import UNKNOWN_EXIT_STATUS, CreateOpts, Exit, PlatformRuntime
 
@@ -298,25 +298,14 @@ class NativeRuntime(PlatformRuntime):
             if e.errno != 2:  # ENOENT: it holds nothing under that key
                 raise
 
-    def hold_freezer_anchor(self) -> None:
+    def use_freezer_anchor(self, wanted: bool) -> None:
+        """Hold the v1 freezer anchor; when it is not wanted, remove one that an agent which
+        crashed left behind."""
         anchor = FreezerAnchor(self.cgroups.hierarchy.v1["freezer"], self.cgroups.parent)
-        if anchor.hold():
+        if not wanted:
+            anchor.release()
+        elif anchor.hold():
             self.freezer_anchor = anchor
-
-    def forget_soon(self, key: str) -> None:
-        """Drop the record of a process whose exit was reported, without waiting for the
-        answer; a failure is only logged (ENOENT: it holds nothing under that key)."""
-        def done(fut: asyncio.Future) -> None:
-            if fut.cancelled():
-                return
-            e = fut.exception()
-            if e is not None and not (isinstance(e, SupervisorError) and e.errno == 2):
-                log.warning("supervisor: forgetting %s: %s", key, e)
-
-        try:
-            self.supervisor.forget_soon(key).add_done_callback(done)
-        except (SupervisorError, SupervisorLost) as e:
-            log.warning("supervisor: forgetting %s: %s", key, e)
 
     def close(self) -> None:
         if self.freezer_anchor is not None:

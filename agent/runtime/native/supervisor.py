@@ -61,6 +61,11 @@ class ProcInfo:
     annotation: bytes
 
 
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
 def socket_path(state: str) -> str:
     return os.path.join(state, "supervisor.sock")
 
@@ -85,7 +90,8 @@ class Supervisor:
         self._child: subprocess.Popen | None = None
         self._next_id = 1
         self._pending: dict[int, asyncio.Future] = {}
-        self._outbox: collections.deque[tuple[bytes, list[int]]] = collections.deque()
+        self._outbox: collections.deque[tuple[int, asyncio.Future, bytes, list[int]]] = \
+            collections.deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connecting = False
 
@@ -180,6 +186,8 @@ class Supervisor:
             self._loop.remove_reader(self.sock.fileno())
             if self._outbox:
                 self._loop.remove_writer(self.sock.fileno())
+                for *_, fds in self._outbox:
+                    _close_all(fds)
                 self._outbox.clear()
             self.sock.close()
             self.sock = None
@@ -221,8 +229,10 @@ class Supervisor:
                 self._pending.pop(msg_id, None)
                 self._lost()
                 raise SupervisorLost(f"sending to the supervisor: {e}") from None
-        # The link is full: queued, and sent in order as it drains.
-        self._outbox.append((data, list(payload.fds)))
+        # The link is full: queued, and sent in order as it drains. The queue keeps copies of
+        # the descriptors, since the caller closes its own when its request ends; a request
+        # cancelled while queued is never sent.
+        self._outbox.append((msg_id, fut, data, [os.dup(fd) for fd in payload.fds]))
         if len(self._outbox) == 1:
             self._loop.add_writer(self.sock.fileno(), self._flush)
         return fut
@@ -233,15 +243,19 @@ class Supervisor:
 
     def _flush(self) -> None:
         while self._outbox and self.sock is not None:
-            data, fds = self._outbox[0]
-            try:
-                self._sendmsg(data, fds)
-            except BlockingIOError:
-                return
-            except OSError:
-                self._lost()  # fails every pending reply
-                return
+            msg_id, fut, data, fds = self._outbox[0]
+            if not fut.done():
+                try:
+                    self._sendmsg(data, fds)
+                except BlockingIOError:
+                    return
+                except OSError:
+                    self._lost()  # fails every pending reply
+                    return
+            else:
+                self._pending.pop(msg_id, None)
             self._outbox.popleft()
+            _close_all(fds)
         if self.sock is not None:
             self._loop.remove_writer(self.sock.fileno())
 
@@ -312,11 +326,6 @@ class Supervisor:
 
     async def forget(self, key: str) -> None:
         await self.request(P.FORGET, P.Payload().str(P.T_KEY, key))
-
-    def forget_soon(self, key: str) -> asyncio.Future:
-        """Forget without waiting: the supervisor reads it even if the agent stops right
-        after, and before any later request for the same key (one ordered link)."""
-        return self.send(P.FORGET, P.Payload().str(P.T_KEY, key))
 
     async def ack_exit(self, key: str) -> None:
         await self.request(P.ACK_EXIT, P.Payload().str(P.T_KEY, key))

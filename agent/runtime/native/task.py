@@ -126,10 +126,9 @@ class ExecProcess(NativeProcess):
                 await asyncio.wait_for(asyncio.shield(self._gone), REAP_WAIT)
             except asyncio.TimeoutError:
                 pass
-        if self.exit is not None:
-            # Its exit was reported, so the supervisor frees the record: nothing to wait for.
-            self.runtime.forget_soon(self.key)
-        elif self.start_failed:
+        if self.exit is not None or self.start_failed:
+            # Awaited: once DeleteProcess answers, the supervisor has dropped the record, so an
+            # agent killed right after does not find the deleted exec again at its restart.
             try:
                 await self.runtime.supervisor.forget(self.key)
             except SupervisorError as e:
