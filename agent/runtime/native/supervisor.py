@@ -211,7 +211,7 @@ class Supervisor:
 
     def send(self, msg_type: int, payload: P.Payload) -> asyncio.Future:
         """Send a request now, in order with every other, and return the future of its
-        reply. The descriptors in the payload must stay open until that future is done."""
+        reply. The caller may close the payload's descriptors once this returns."""
         if self.sock is None:
             raise SupervisorLost("not connected to the supervisor")
         msg_id = self._next_id
