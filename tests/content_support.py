@@ -75,20 +75,20 @@ class WriteSession:
 
 
 def open_write(stub: capi_grpc.ContentStub, namespace: str, lease: str | None = None,
-               timeout: float = 10.0, **first: object
+               tries: int = 500, **first: object
                ) -> tuple[WriteSession, capi.WriteContentResponse]:
     """Start a stream with `first`, retrying while the ref is still locked by a writer that
     went away (UNAVAILABLE), as containerd's client does."""
-    deadline = time.monotonic() + timeout
-    while True:
+    for attempt in range(tries):
         session = WriteSession(stub, namespace, lease)
         try:
             return session, session.send(**first)
         except grpc.RpcError as e:
             session.close()
-            if e.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+            if e.code() != grpc.StatusCode.UNAVAILABLE or attempt == tries - 1:
                 raise
             time.sleep(0.02)
+    raise AssertionError("unreachable")
 
 
 def write_blob(stub: capi_grpc.ContentStub, namespace: str, data: bytes, ref: str = "",

@@ -201,13 +201,3 @@ def zombies_under(*parents: int) -> list[int]:
     """Zombie children of the given processes."""
     return [c for p in parents for c in children_of(p) if state_of(c) == "Z"]
 
-
-async def settle(check, timeout: float = 5.0, interval: float = 0.05):
-    """Poll `check()` until it returns a truthy value (returned), or fail with the last."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = check()
-        if value or loop.time() >= deadline:
-            return value
-        await asyncio.sleep(interval)

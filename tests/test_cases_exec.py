@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-import time
 
 import grpc
 from exec_support import (
@@ -36,9 +35,8 @@ def test_b01_exec_orphans_are_reaped(agent, rootfs):
         fifos, pid = await start_exec(c, cid, eid, args)
         try:
             reader = asyncio.ensure_future(fifos.read(fifos.stdout))
-            t0 = time.monotonic()
-            waited = await asyncio.wait_for(c.wait(cid, eid), 5)
-            assert time.monotonic() - t0 < 1  # the background sleep does not delay it
+            # The background sleep (2 s) does not hold the answer back.
+            waited = await asyncio.wait_for(c.wait(cid, eid), 1)
             assert waited.exit_status == 5
             deleted = await c.delete_process(cid, eid)
             assert (deleted.id, deleted.pid, deleted.exit_status) == (eid, pid, 5)
@@ -101,9 +99,7 @@ def test_b02_exec_output_is_never_truncated(agent, rootfs):
                         reader = asyncio.ensure_future(fifos.read(fifos.stdout))
                         waited = await asyncio.wait_for(c.wait("c1", eid), 60)
                         assert waited.exit_status == 0
-                        t0 = time.monotonic()
-                        again = await c.wait("c1", eid)
-                        assert time.monotonic() - t0 < 0.5
+                        again = await asyncio.wait_for(c.wait("c1", eid), 5)  # never blocks
                         assert again.exit_status == 0
                         assert (await c.delete_process("c1", eid)).exit_status == 0
                         out = await asyncio.wait_for(reader, 30)
@@ -130,9 +126,7 @@ def test_b03_closeio_delivers_stdin_eof(agent, rootfs):
                 await asyncio.sleep(1)
                 assert (await c.get("c1", "e1")).status == RUNNING
                 await c.close_stdin("c1", "e1")
-                t0 = time.monotonic()
                 assert (await asyncio.wait_for(c.wait("c1", "e1"), 2)).exit_status == 0
-                assert time.monotonic() - t0 < 2
                 assert await asyncio.wait_for(reader, 2) == b"ping\n"
                 await c.delete_process("c1", "e1")
             finally:
@@ -146,9 +140,7 @@ def test_b03_closeio_delivers_stdin_eof(agent, rootfs):
                              fifos.stderr)
                 await c.close_stdin("c1", "e2")
                 await c.start("c1", "e2")
-                t0 = time.monotonic()
                 assert (await asyncio.wait_for(c.wait("c1", "e2"), 2)).exit_status == 0
-                assert time.monotonic() - t0 < 1
                 assert await asyncio.wait_for(fifos.read(fifos.stdout), 2) == b""
                 await c.delete_process("c1", "e2")
             finally:
@@ -175,15 +167,12 @@ def test_b04_fifos_without_readers_and_missing_binaries_never_hang(agent, rootfs
         noreader = os.path.join(tmp, "noreader")
         os.mkfifo(noreader)
         async with Client(agent.address, "test") as c:
-            slowest = 0.0
             stop = asyncio.Event()
 
             async def poll_list():
-                nonlocal slowest
+                # Listing never waits on the fifo nobody reads: each List is bounded.
                 while not stop.is_set():
-                    t0 = time.monotonic()
-                    await c.list_tasks()
-                    slowest = max(slowest, time.monotonic() - t0)
+                    await asyncio.wait_for(c.list_tasks(), 1)
                     await asyncio.sleep(0.2)
 
             poller = asyncio.ensure_future(poll_list())
@@ -192,18 +181,13 @@ def test_b04_fifos_without_readers_and_missing_binaries_never_hang(agent, rootfs
                 spec = default_spec(["/bin/sh", "-c", "echo hi; exit 0"], rootfs,
                                     namespace="test", id="c1")
                 await c.create_container("c1", spec)
-                t0 = time.monotonic()
-                await c.create_task("c1", stdout=noreader)
-                assert time.monotonic() - t0 < 2
+                await asyncio.wait_for(c.create_task("c1", stdout=noreader), 2)
                 await c.start("c1")
                 assert (await asyncio.wait_for(c.wait("c1"), 5)).exit_status == 0
-                t0 = time.monotonic()
-                assert (await c.delete_task("c1")).exit_status == 0
-                assert time.monotonic() - t0 < 3
+                assert (await asyncio.wait_for(c.delete_task("c1"), 3)).exit_status == 0
                 await asyncio.sleep(0.5)
                 stop.set()
                 await poller
-                assert slowest < 1
 
                 # 3
                 await start_container(c, "c2", ["/bin/sleep", "3600"], rootfs)
@@ -214,9 +198,7 @@ def test_b04_fifos_without_readers_and_missing_binaries_never_hang(agent, rootfs
                         fifos.open_readers()
                         await c.exec("c2", "x1", process_spec(["/no/such/binary"]),
                                      stdout=fifos.stdout, stderr=fifos.stderr)
-                        t0 = time.monotonic()
-                        e = await error_of(c.start("c2", "x1"))
-                        assert time.monotonic() - t0 < 2
+                        e = await error_of(asyncio.wait_for(c.start("c2", "x1"), 2))
                         assert e.code() != grpc.StatusCode.OK
                         assert "/no/such/binary" in e.details()
                         assert "no such file or directory" in e.details().lower()
@@ -319,14 +301,11 @@ def test_b10_exec_into_a_paused_task(agent, rootfs):
             await c.exec("c1", "e1", process_spec(["/bin/true"]))
             await c.pause("c1")
             try:
-                t0 = time.monotonic()
-                e = await error_of(c.exec("c1", "e2", process_spec(["/bin/true"])))
-                assert time.monotonic() - t0 < 1
+                e = await error_of(asyncio.wait_for(c.exec("c1", "e2", process_spec(["/bin/true"])),
+                                                    1))
                 assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
                 assert "paused" in e.details()
-                t0 = time.monotonic()
-                e = await error_of(asyncio.wait_for(c.start("c1", "e1"), 5))
-                assert time.monotonic() - t0 < 2
+                e = await error_of(asyncio.wait_for(c.start("c1", "e1"), 2))
                 assert e.code() != grpc.StatusCode.OK
                 assert (await c.get("c1", "e1")).status == PAUSED
             finally:

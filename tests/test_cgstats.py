@@ -25,6 +25,7 @@ from agent.api.cgroups.v1 import metrics_pb2 as v1pb
 from agent.api.cgroups.v2 import metrics_pb2 as v2pb
 from agent.native import cgstats
 from helpers import with_fifo_dir
+from polling import poll_until
 
 U64_MAX = 2**64 - 1
 MiB = 1 << 20
@@ -249,13 +250,12 @@ class V1Task:
 
     def stop(self) -> None:
         os.kill(self.child.pid, signal.SIGSTOP)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+
+        def stopped() -> bool:
             with open(f"/proc/{self.child.pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "T":
-                    return
-            time.sleep(0.01)
-        raise AssertionError("the child did not stop")
+                return f.read().rsplit(")", 1)[1].split()[0] == "T"
+
+        poll_until(stopped, "the child stopping")
 
     def cleanup(self) -> None:
         if self.child is not None:
@@ -492,11 +492,11 @@ class PrivateContainerd:
             self.daemon = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-        deadline = time.monotonic() + 30
-        while not os.path.exists(self.sock):
+        def listening() -> bool:
             assert self.daemon.poll() is None, f"containerd exited with {self.daemon.returncode}"
-            assert time.monotonic() < deadline, "containerd did not open its socket"
-            time.sleep(0.05)
+            return os.path.exists(self.sock)
+
+        poll_until(listening, "containerd opening its socket", tries=600, interval=0.05)
 
     def ctr(self, *args: str, check: bool = True) -> str:
         cmd = ["timeout", "-k", "5", "60", self.tools["ctr"], "-a", self.sock, "-n", self.ns]

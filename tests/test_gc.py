@@ -21,6 +21,7 @@ from content_support import (
     write_blob,
 )
 from google.protobuf.field_mask_pb2 import FieldMask
+from polling import poll_until
 from grpc_helpers import (
     NO_REQUIRED_PLUGINS,
     assert_error,
@@ -140,10 +141,7 @@ def test_deleting_a_lease_collects_without_sync(agent, content, leases, ns):
     lease(leases, ns, "async")
     digest = write_blob(content, ns, b"collected soon", lease="async")
     delete_lease(leases, ns, "async", sync=False)
-    deadline = time.monotonic() + 5
-    while present(content, ns, digest) == [True] and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert present(content, ns, digest) == [False]
+    poll_until(lambda: present(content, ns, digest) == [False], "the blob collected")
     assert not os.path.exists(blob_path(agent, digest))
 
 
@@ -157,9 +155,7 @@ def test_expired_lease_is_removed_with_its_content(agent, content, leases, ns):
     assert present(content, ns, short, odd) == [True, True]
     time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 1.1)
     # The periodic pass (300 ms here) acts on the expiry with no request at all.
-    deadline = time.monotonic() + 5
-    while present(content, ns, short) == [True] and time.monotonic() < deadline:
-        time.sleep(0.05)
+    poll_until(lambda: present(content, ns, short) == [False], "the expired lease's blob collected")
     assert present(content, ns, short, odd) == [False, True]
     assert not os.path.exists(blob_path(agent, short))
     ids = [x.id for x in leases.List(lapi.ListRequest(), metadata=ns_md(ns)).leases]

@@ -10,6 +10,7 @@ import time
 
 from conftest import RUNTIME_URI
 from helpers import remove, run, start_container
+from polling import poll_until
 
 from agent.client import Client
 
@@ -30,17 +31,13 @@ def _supervisor_pid(agent) -> int:
     raise AssertionError("the agent started no supervisor")
 
 
-def _gone(pid: int, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return True
-        except FileNotFoundError:
-            return True
-        time.sleep(0.02)
-    return False
+def _gone(pid: int) -> bool:
+    """Exited (gone, or a zombie nobody reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
 
 
 def test_a_second_agent_on_the_same_cgroup_parent_refuses_and_harms_nothing(
@@ -95,7 +92,7 @@ def test_the_supervisor_leaves_with_its_agent_when_it_holds_nothing(agent_factor
     sock = os.path.join(agent.state, RUNTIME_URI, "supervisor.sock")
     assert os.path.exists(sock)
     agent.stop()
-    assert _gone(sv_pid)
+    poll_until(lambda: _gone(sv_pid), "the supervisor exiting")
     assert not os.path.exists(sock)  # it removed its own socket
     # Nothing of the agent is left in the cgroup tree either.
     assert _v1_or_v2_dirs(agent.cgroup_parent) == []
@@ -113,7 +110,7 @@ def test_the_supervisor_stays_while_it_holds_a_container(agent_factory, rootfs):
     agent.proc.terminate()
     agent.wait(30)
     time.sleep(0.3)
-    assert not _gone(sv_pid, timeout=0.1) and os.path.exists(f"/proc/{pid}")
+    assert not _gone(sv_pid) and os.path.exists(f"/proc/{pid}")
     again = agent_factory(base=agent.base).start()
 
     async def take_back():

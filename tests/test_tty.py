@@ -16,6 +16,7 @@ import grpc
 import pytest
 from grpc_helpers import needs_root
 from helpers import code_of, ctr, need_ctr, run, with_fifo_dir
+from polling import poll_until
 
 from agent.client import Client
 
@@ -50,33 +51,34 @@ class Tmux:
     def screen(self) -> list[str]:
         return [line.rstrip() for line in self.tmux("capture-pane", "-p", "-t", "main").splitlines()]
 
-    def wait_for(self, *lines: str, timeout: float = 15.0) -> None:
+    def wait_for(self, *lines: str, tries: int = 300) -> None:
         """Wait until `lines` appear on the screen one right after the other."""
-        deadline = time.monotonic() + timeout
         n = len(lines)
-        while True:
+
+        def shown() -> bool:
             screen = self.screen()
-            if any(tuple(screen[i:i + n]) == lines for i in range(len(screen) - n + 1)):
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{lines!r} never appeared; the screen:\n" + "\n".join(screen))
-            time.sleep(0.05)
+            return any(tuple(screen[i:i + n]) == lines for i in range(len(screen) - n + 1))
+
+        try:
+            poll_until(shown, f"{lines!r} on the screen", tries=tries, interval=0.05)
+        except AssertionError as e:
+            raise AssertionError(f"{e}; the screen:\n" + "\n".join(self.screen())) from None
 
     def resize(self, width: int, height: int) -> None:
         self.tmux("resize-window", "-t", "main", "-x", str(width), "-y", str(height))
 
-    def exit_code(self, timeout: float = 15.0) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+    def exit_code(self) -> int:
+        def written() -> str:
             try:
                 with open(self.rc_path) as f:
-                    text = f.read().strip()
-                if text:
-                    return int(text)
+                    return f.read().strip()
             except FileNotFoundError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError("the client did not exit; the screen:\n" + "\n".join(self.screen()))
+                return ""
+
+        try:
+            return int(poll_until(written, "the client's exit code", tries=300, interval=0.05))
+        except AssertionError as e:
+            raise AssertionError(f"{e}; the screen:\n" + "\n".join(self.screen())) from None
 
     def close(self) -> None:
         subprocess.run([TMUX, "-S", self.server, "kill-server"], capture_output=True, timeout=10,
@@ -87,7 +89,7 @@ class Tmux:
 def drive_shell(session: Tmux) -> None:
     """The same conversation for every client: prompt, a typed command that echoes, sizes
     before and after a window resize, and `exit 3`."""
-    session.wait_for("/ #", timeout=20)
+    session.wait_for("/ #", tries=400)
     session.type("echo hel''lo; stty size")
     # The shell echoes what was typed, then runs it: the size is the client's own.
     session.wait_for("/ # echo hel''lo; stty size", "hello", "40 120", "/ #")
