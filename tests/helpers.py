@@ -4,6 +4,7 @@ hard kill, and checks that nothing of a task is left behind."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -135,6 +136,24 @@ def read_file(path: str) -> str:
 
 
 MARK_TOPIC = "/test/mark"
+
+
+@contextlib.asynccontextmanager
+async def subscribed(client: Client, filters: list[str], keep_earlier: bool = False):
+    """Events.Subscribe in the background for the body of the `async with`: yields the list the
+    events arrive in, once the agent has registered the subscription; cancelled at the end."""
+    events: list = []
+    ready = asyncio.Event()
+    sub = asyncio.ensure_future(collect_events(client, filters, events, ready, keep_earlier))
+    waiting = asyncio.ensure_future(ready.wait())
+    try:
+        await asyncio.wait([sub, waiting], return_when=asyncio.FIRST_COMPLETED)
+        if not ready.is_set():
+            sub.result()  # the subscription failed: its error, not a hang
+        yield events
+    finally:
+        waiting.cancel()
+        sub.cancel()
 
 
 async def collect_events(client: Client, filters: list[str], sink: list,

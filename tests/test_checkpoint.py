@@ -20,7 +20,7 @@ from agent.api.runc import options_pb2
 from agent.client import Client, default_spec
 from agent.client.checkpoint import checkpoint as checkpoint_image
 from agent.client.checkpoint import restore, read_blob
-from helpers import code_of, collect_events, ctr, error_of, need_ctr, remove, run, start_container
+from helpers import code_of, ctr, error_of, need_ctr, remove, run, start_container, subscribed
 
 NS = "cr"
 C = grpc.StatusCode
@@ -134,55 +134,51 @@ def test_b19_checkpoint_leave_running_and_exit(criu_agent, rootfs):
     async def scenario():
         async with Client(criu_agent.address, NS) as client:
             await _wait_for_criu(client)
-            events: list = []
-            ready = asyncio.Event()
-            sub = asyncio.ensure_future(collect_events(client, [f"namespace=={NS}"], events,
-                                                       ready))
-            await ready.wait()
-            try:
-                pid = await start_container(client, "k1", ["/bin/sleep", "3600"], rootfs)
-                resp = await client.tasks.Checkpoint(_checkpoint_request("k1"),
-                                                     metadata=client.md())
-                assert [d.media_type for d in resp.descriptors] == [
-                    "application/vnd.containerd.container.criu.checkpoint.criu.tar",
-                    "application/vnd.containerd.container.checkpoint.config.v1+proto"]
-                data = await read_blob(client, resp.descriptors[0].digest)
-                with tempfile.NamedTemporaryFile() as f:
-                    f.write(data)
-                    f.flush()
-                    listing = subprocess.run(["tar", "-tf", f.name], capture_output=True,
-                                             text=True, check=True).stdout.split()
-                    assert "descriptors.json" in [n.lstrip("./") for n in listing]
-                    with tarfile.open(f.name) as t:
-                        assert any(n.endswith("pstree.img") for n in t.getnames())
-                k1 = await client.get("k1")
-                assert (k1.status, k1.pid) == (2, pid)
-                await client.tasks.Checkpoint(_checkpoint_request("k1", exit=True),
-                                              metadata=client.md())
-                waited = await asyncio.wait_for(client.wait("k1"), 10)
-                assert (await client.get("k1")).status == 3
-                await asyncio.sleep(0.3)
-                topics = [(e.topic, ev.TaskExit.FromString(e.event.value).id
-                           if e.topic == "/tasks/exit" else "") for e in events]
-                assert topics.count(("/tasks/exit", "k1")) == 1
-                checkpointed = [e for e in events if e.topic == "/tasks/checkpointed"]
-                assert len(checkpointed) == 2
-                assert ev.TaskCheckpointed.FromString(checkpointed[0].event.value).container_id \
-                    == "k1"
-                assert waited.exit_status == 137  # criu ends the task after the dump
+            async with subscribed(client, [f"namespace=={NS}"]) as events:
+                try:
+                    pid = await start_container(client, "k1", ["/bin/sleep", "3600"], rootfs)
+                    resp = await client.tasks.Checkpoint(_checkpoint_request("k1"),
+                                                         metadata=client.md())
+                    assert [d.media_type for d in resp.descriptors] == [
+                        "application/vnd.containerd.container.criu.checkpoint.criu.tar",
+                        "application/vnd.containerd.container.checkpoint.config.v1+proto"]
+                    data = await read_blob(client, resp.descriptors[0].digest)
+                    with tempfile.NamedTemporaryFile() as f:
+                        f.write(data)
+                        f.flush()
+                        listing = subprocess.run(["tar", "-tf", f.name], capture_output=True,
+                                                 text=True, check=True).stdout.split()
+                        assert "descriptors.json" in [n.lstrip("./") for n in listing]
+                        with tarfile.open(f.name) as t:
+                            assert any(n.endswith("pstree.img") for n in t.getnames())
+                    k1 = await client.get("k1")
+                    assert (k1.status, k1.pid) == (2, pid)
+                    await client.tasks.Checkpoint(_checkpoint_request("k1", exit=True),
+                                                  metadata=client.md())
+                    waited = await asyncio.wait_for(client.wait("k1"), 10)
+                    assert (await client.get("k1")).status == 3
+                    await asyncio.sleep(0.3)
+                    topics = [(e.topic, ev.TaskExit.FromString(e.event.value).id
+                               if e.topic == "/tasks/exit" else "") for e in events]
+                    assert topics.count(("/tasks/exit", "k1")) == 1
+                    checkpointed = [e for e in events if e.topic == "/tasks/checkpointed"]
+                    assert len(checkpointed) == 2
+                    first = ev.TaskCheckpointed.FromString(checkpointed[0].event.value)
+                    assert first.container_id == "k1"
+                    assert waited.exit_status == 137  # criu ends the task after the dump
 
-                await client.create_container("k3", default_spec(["/bin/sleep", "3600"], rootfs))
-                await client.create_task("k3")
-                assert await code_of(client.tasks.Checkpoint(_checkpoint_request("k3"),
-                                                             metadata=client.md())) == \
-                    C.FAILED_PRECONDITION
-                assert await code_of(client.tasks.Checkpoint(_checkpoint_request("k1"),
-                                                             metadata=client.md())) == \
-                    C.FAILED_PRECONDITION
-            finally:
-                sub.cancel()
-                for cid in ("k1", "k3"):
-                    await remove(client, cid)
+                    spec = default_spec(["/bin/sleep", "3600"], rootfs)
+                    await client.create_container("k3", spec)
+                    await client.create_task("k3")
+                    assert await code_of(client.tasks.Checkpoint(_checkpoint_request("k3"),
+                                                                 metadata=client.md())) == \
+                        C.FAILED_PRECONDITION
+                    assert await code_of(client.tasks.Checkpoint(_checkpoint_request("k1"),
+                                                                 metadata=client.md())) == \
+                        C.FAILED_PRECONDITION
+                finally:
+                    for cid in ("k1", "k3"):
+                        await remove(client, cid)
 
     run(scenario())
 

@@ -12,7 +12,7 @@ from agent.api.containerd.events import task_pb2 as ev
 from agent.api.containerd.services.tasks.v1 import tasks_pb2 as tpb
 from agent.api.runc import options_pb2
 from agent.client import Client
-from helpers import collect_events, code_of, ctr, error_of, need_ctr, remove, run, start_container
+from helpers import code_of, ctr, error_of, need_ctr, remove, run, start_container, subscribed
 
 NS = "ctl"
 C = grpc.StatusCode
@@ -76,36 +76,32 @@ def test_ps_lists_init_and_exec(agent, rootfs):
 def test_b09_kill_all_of_a_paused_task(agent, rootfs):
     async def scenario():
         async with Client(agent.address, NS) as client:
-            events: list = []
-            ready = asyncio.Event()
-            sub = asyncio.ensure_future(collect_events(client, [f"namespace=={NS}"], events, ready))
-            await ready.wait()
-            try:
-                await start_container(client, "b9", ["/bin/sleep", "3600"], rootfs)
-                await client.exec("b9", "e1", {"args": ["/bin/sleep", "3600"], "cwd": "/"})
-                epid = await client.start("b9", "e1")
-                await client.pause("b9")
-                assert _state_letter(epid) in ("D", "S")  # frozen tasks sleep in the freezer
-                await client.kill("b9", 9, all=True)
-                w_init = await asyncio.wait_for(client.wait("b9"), 5)
-                w_exec = await asyncio.wait_for(client.wait("b9", "e1"), 5)
-                assert (w_init.exit_status, w_exec.exit_status) == (137, 137)
-                assert (await client.get("b9")).status == 3
-                assert _cg(agent, "freezer", "b9", "freezer.state") == "THAWED"
-                await client.delete_task("b9")
-                assert not os.path.exists(
-                    f"/sys/fs/cgroup/freezer/{agent.cgroup_parent}/{NS}/b9")
-                await asyncio.sleep(0.2)
-                seen = []
-                for e in events:
-                    if e.topic == "/tasks/exit":
-                        seen.append(("exit", ev.TaskExit.FromString(e.event.value).id))
-                    elif e.topic in ("/tasks/paused", "/tasks/resumed"):
-                        seen.append((e.topic, ""))
-                assert seen == [("/tasks/paused", ""), ("exit", "e1"), ("exit", "b9")]
-            finally:
-                sub.cancel()
-                await remove(client, "b9")
+            async with subscribed(client, [f"namespace=={NS}"]) as events:
+                try:
+                    await start_container(client, "b9", ["/bin/sleep", "3600"], rootfs)
+                    await client.exec("b9", "e1", {"args": ["/bin/sleep", "3600"], "cwd": "/"})
+                    epid = await client.start("b9", "e1")
+                    await client.pause("b9")
+                    assert _state_letter(epid) in ("D", "S")  # frozen tasks sleep in the freezer
+                    await client.kill("b9", 9, all=True)
+                    w_init = await asyncio.wait_for(client.wait("b9"), 5)
+                    w_exec = await asyncio.wait_for(client.wait("b9", "e1"), 5)
+                    assert (w_init.exit_status, w_exec.exit_status) == (137, 137)
+                    assert (await client.get("b9")).status == 3
+                    assert _cg(agent, "freezer", "b9", "freezer.state") == "THAWED"
+                    await client.delete_task("b9")
+                    assert not os.path.exists(
+                        f"/sys/fs/cgroup/freezer/{agent.cgroup_parent}/{NS}/b9")
+                    await asyncio.sleep(0.2)
+                    seen = []
+                    for e in events:
+                        if e.topic == "/tasks/exit":
+                            seen.append(("exit", ev.TaskExit.FromString(e.event.value).id))
+                        elif e.topic in ("/tasks/paused", "/tasks/resumed"):
+                            seen.append((e.topic, ""))
+                    assert seen == [("/tasks/paused", ""), ("exit", "e1"), ("exit", "b9")]
+                finally:
+                    await remove(client, "b9")
 
     run(scenario())
 

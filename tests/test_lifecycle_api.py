@@ -13,7 +13,7 @@ from agent.api.containerd.events import task_pb2 as ev
 from agent.api.containerd.services.containers.v1 import containers_pb2 as cpb
 from agent.api.containerd.services.tasks.v1 import tasks_pb2 as tpb
 from agent.client import Client, default_spec
-from helpers import collect_events, code_of, error_of, leftovers, remove, run, start_container
+from helpers import code_of, error_of, leftovers, remove, run, start_container, subscribed
 
 NS = "test"
 C = grpc.StatusCode
@@ -24,35 +24,31 @@ C = grpc.StatusCode
 def test_full_lifecycle_values(agent, rootfs):
     async def scenario():
         async with Client(agent.address, NS) as client:
-            events: list = []
-            ready = asyncio.Event()
-            sub = asyncio.ensure_future(collect_events(client, [f"namespace=={NS}"], events, ready))
-            await ready.wait()
-            await client.create_container("l1", default_spec(["/bin/sh", "-c", "exit 3"], rootfs,
-                                                              namespace=NS, id="l1"))
-            pid = await client.create_task("l1")
-            created = await client.get("l1")
-            assert (created.id, created.pid, created.status) == ("l1", pid, 1)
-            assert await client.start("l1") == pid
-            waited = await client.wait("l1")
-            assert waited.exit_status == 3
-            stopped = await client.get("l1")
-            assert (stopped.status, stopped.exit_status) == (3, 3)
-            assert stopped.exited_at.seconds == waited.exited_at.seconds
-            deleted = await client.delete_task("l1")
-            assert (deleted.id, deleted.pid, deleted.exit_status) == ("", pid, 3)
-            assert deleted.exited_at == waited.exited_at
-            await client.delete_container("l1")
-            await asyncio.sleep(0.2)
-            sub.cancel()
-            topics = [e.topic for e in events]
-            assert topics == ["/containers/create", "/tasks/create", "/tasks/start",
-                              "/tasks/exit", "/tasks/delete", "/containers/delete"]
-            exit_event = ev.TaskExit.FromString(events[3].event.value)
-            assert events[3].event.type_url == "containerd.events.TaskExit"
-            assert (exit_event.container_id, exit_event.id, exit_event.pid,
-                    exit_event.exit_status) == ("l1", "l1", pid, 3)
-            assert leftovers(agent, NS, "l1", pid) == []
+            async with subscribed(client, [f"namespace=={NS}"]) as events:
+                spec = default_spec(["/bin/sh", "-c", "exit 3"], rootfs, namespace=NS, id="l1")
+                await client.create_container("l1", spec)
+                pid = await client.create_task("l1")
+                created = await client.get("l1")
+                assert (created.id, created.pid, created.status) == ("l1", pid, 1)
+                assert await client.start("l1") == pid
+                waited = await client.wait("l1")
+                assert waited.exit_status == 3
+                stopped = await client.get("l1")
+                assert (stopped.status, stopped.exit_status) == (3, 3)
+                assert stopped.exited_at.seconds == waited.exited_at.seconds
+                deleted = await client.delete_task("l1")
+                assert (deleted.id, deleted.pid, deleted.exit_status) == ("", pid, 3)
+                assert deleted.exited_at == waited.exited_at
+                await client.delete_container("l1")
+                await asyncio.sleep(0.2)
+                topics = [e.topic for e in events]
+                assert topics == ["/containers/create", "/tasks/create", "/tasks/start",
+                                  "/tasks/exit", "/tasks/delete", "/containers/delete"]
+                exit_event = ev.TaskExit.FromString(events[3].event.value)
+                assert events[3].event.type_url == "containerd.events.TaskExit"
+                assert (exit_event.container_id, exit_event.id, exit_event.pid,
+                        exit_event.exit_status) == ("l1", "l1", pid, 3)
+                assert leftovers(agent, NS, "l1", pid) == []
 
     run(scenario())
 
@@ -83,33 +79,29 @@ def test_hostname_and_isolation_from_our_spec(agent, rootfs):
 def test_b05_start_twice_create_twice(agent, rootfs):
     async def scenario():
         async with Client(agent.address, NS) as client:
-            events: list = []
-            ready = asyncio.Event()
-            sub = asyncio.ensure_future(collect_events(client, [f"namespace=={NS}"], events, ready))
-            await ready.wait()
-            try:
-                pid = await start_container(client, "b5", ["/bin/sleep", "3600"], rootfs)
-                err = await error_of(client.start("b5"))
-                assert err.code() == C.FAILED_PRECONDITION
-                assert await code_of(client.create_task("b5")) == C.ALREADY_EXISTS
-                proc = await client.get("b5")
-                assert (proc.status, proc.pid) == (2, pid)
-                await client.exec("b5", "e1", {"args": ["/bin/sleep", "3600"], "cwd": "/"})
-                epid = await client.start("b5", "e1")
-                assert await code_of(client.start("b5", "e1")) == C.FAILED_PRECONDITION
-                assert (await client.get("b5", "e1")).pid == epid
-                await client.kill("b5", 9)
-                assert (await client.wait("b5")).exit_status == 137
-                err = await error_of(client.start("b5"))
-                assert err.code() == C.FAILED_PRECONDITION
-                assert "stopped" in err.details()
-                await asyncio.sleep(0.2)
-                topics = [e.topic for e in events]
-                assert topics.count("/tasks/create") == 1
-                assert topics.count("/tasks/start") == 1
-            finally:
-                sub.cancel()
-                await remove(client, "b5")
+            async with subscribed(client, [f"namespace=={NS}"]) as events:
+                try:
+                    pid = await start_container(client, "b5", ["/bin/sleep", "3600"], rootfs)
+                    err = await error_of(client.start("b5"))
+                    assert err.code() == C.FAILED_PRECONDITION
+                    assert await code_of(client.create_task("b5")) == C.ALREADY_EXISTS
+                    proc = await client.get("b5")
+                    assert (proc.status, proc.pid) == (2, pid)
+                    await client.exec("b5", "e1", {"args": ["/bin/sleep", "3600"], "cwd": "/"})
+                    epid = await client.start("b5", "e1")
+                    assert await code_of(client.start("b5", "e1")) == C.FAILED_PRECONDITION
+                    assert (await client.get("b5", "e1")).pid == epid
+                    await client.kill("b5", 9)
+                    assert (await client.wait("b5")).exit_status == 137
+                    err = await error_of(client.start("b5"))
+                    assert err.code() == C.FAILED_PRECONDITION
+                    assert "stopped" in err.details()
+                    await asyncio.sleep(0.2)
+                    topics = [e.topic for e in events]
+                    assert topics.count("/tasks/create") == 1
+                    assert topics.count("/tasks/start") == 1
+                finally:
+                    await remove(client, "b5")
 
     run(scenario())
 
@@ -117,39 +109,36 @@ def test_b05_start_twice_create_twice(agent, rootfs):
 def test_b08_delete_running_paused_created(agent, rootfs):
     async def scenario():
         async with Client(agent.address, NS) as client:
-            events: list = []
-            ready = asyncio.Event()
-            sub = asyncio.ensure_future(collect_events(client, [f"namespace=={NS}"], events, ready))
-            await ready.wait()
-            try:
-                pid = await start_container(client, "b8", ["/bin/sleep", "3600"], rootfs)
-                assert await code_of(client.delete_task("b8")) == C.FAILED_PRECONDITION
-                assert ((await client.get("b8")).status, (await client.get("b8")).pid) == (2, pid)
-                await client.pause("b8")
-                assert await code_of(client.delete_task("b8")) == C.FAILED_PRECONDITION
-                assert (await client.get("b8")).status == 4
-                await client.resume("b8")
-                await client.kill("b8", 9)
-                await client.wait("b8")
-                deleted = await client.delete_task("b8")
-                assert (deleted.exit_status, deleted.pid) == (137, pid)
-                assert deleted.exited_at.seconds > 0
-                assert await code_of(client.delete_task("b8")) == C.NOT_FOUND
-                assert leftovers(agent, NS, "b8", pid) == []
-                await asyncio.sleep(0.2)
-                assert [e.topic for e in events].count("/tasks/delete") == 1
+            async with subscribed(client, [f"namespace=={NS}"]) as events:
+                try:
+                    pid = await start_container(client, "b8", ["/bin/sleep", "3600"], rootfs)
+                    assert await code_of(client.delete_task("b8")) == C.FAILED_PRECONDITION
+                    got = await client.get("b8")
+                    assert (got.status, got.pid) == (2, pid)
+                    await client.pause("b8")
+                    assert await code_of(client.delete_task("b8")) == C.FAILED_PRECONDITION
+                    assert (await client.get("b8")).status == 4
+                    await client.resume("b8")
+                    await client.kill("b8", 9)
+                    await client.wait("b8")
+                    deleted = await client.delete_task("b8")
+                    assert (deleted.exit_status, deleted.pid) == (137, pid)
+                    assert deleted.exited_at.seconds > 0
+                    assert await code_of(client.delete_task("b8")) == C.NOT_FOUND
+                    assert leftovers(agent, NS, "b8", pid) == []
+                    await asyncio.sleep(0.2)
+                    assert [e.topic for e in events].count("/tasks/delete") == 1
 
-                await client.create_container("b8c", default_spec(["/bin/sleep", "3600"], rootfs,
-                                                                  namespace=NS, id="b8c"))
-                cpid = await client.create_task("b8c")
-                assert os.path.exists(f"/proc/{cpid}")
-                await client.delete_task("b8c")
-                assert await code_of(client.get("b8c")) == C.NOT_FOUND
-                assert leftovers(agent, NS, "b8c", cpid) == []
-            finally:
-                sub.cancel()
-                await remove(client, "b8")
-                await remove(client, "b8c")
+                    spec = default_spec(["/bin/sleep", "3600"], rootfs, namespace=NS, id="b8c")
+                    await client.create_container("b8c", spec)
+                    cpid = await client.create_task("b8c")
+                    assert os.path.exists(f"/proc/{cpid}")
+                    await client.delete_task("b8c")
+                    assert await code_of(client.get("b8c")) == C.NOT_FOUND
+                    assert leftovers(agent, NS, "b8c", cpid) == []
+                finally:
+                    await remove(client, "b8")
+                    await remove(client, "b8c")
 
     run(scenario())
 
@@ -157,42 +146,39 @@ def test_b08_delete_running_paused_created(agent, rootfs):
 def test_b14_exit_status_convention(agent, rootfs):
     async def scenario():
         async with Client(agent.address, NS) as client:
-            events: list = []
-            ready = asyncio.Event()
-            sub = asyncio.ensure_future(collect_events(client, [f"namespace=={NS}"], events, ready))
-            await ready.wait()
-            try:
-                await start_container(client, "a", ["/bin/sh", "-c", "exit 3"], rootfs)
-                await start_container(client, "b", ["/bin/sh", "-c", "exit 300"], rootfs)
-                assert (await client.wait("a")).exit_status == 3
-                assert (await client.wait("b")).exit_status == 44
-                await start_container(client, "c", ["/bin/sleep", "3600"], rootfs)
-                await client.kill("c", 15)
-                await asyncio.sleep(1)
-                assert (await client.get("c")).status == 2  # pid 1 ignores an unhandled SIGTERM
-                await client.kill("c", 9)
-                assert (await client.wait("c")).exit_status == 137
-                await start_container(client, "d", ["/bin/sleep", "3600"], rootfs)
-                await client.exec("d", "e1", {"args": ["/bin/sleep", "3600"], "cwd": "/"})
-                await client.start("d", "e1")
-                await client.kill("d", 15, exec_id="e1")
-                assert (await client.wait("d", "e1")).exit_status == 143
-                await client.exec("d", "e2", {"args": ["/bin/sh", "-c", "kill -SEGV $$"], "cwd": "/"})
-                await client.start("d", "e2")
-                assert (await client.wait("d", "e2")).exit_status == 139
-                assert (await client.delete_task("a")).exit_status == 3
-                assert (await client.delete_task("b")).exit_status == 44
-                await asyncio.sleep(0.2)
-                exits = {}
-                for e in events:
-                    if e.topic == "/tasks/exit":
-                        m = ev.TaskExit.FromString(e.event.value)
-                        exits[m.id] = m.exit_status
-                assert exits == {"a": 3, "b": 44, "c": 137, "e1": 143, "e2": 139}
-            finally:
-                sub.cancel()
-                for cid in "abcd":
-                    await remove(client, cid)
+            async with subscribed(client, [f"namespace=={NS}"]) as events:
+                try:
+                    await start_container(client, "a", ["/bin/sh", "-c", "exit 3"], rootfs)
+                    await start_container(client, "b", ["/bin/sh", "-c", "exit 300"], rootfs)
+                    assert (await client.wait("a")).exit_status == 3
+                    assert (await client.wait("b")).exit_status == 44
+                    await start_container(client, "c", ["/bin/sleep", "3600"], rootfs)
+                    await client.kill("c", 15)
+                    await asyncio.sleep(1)
+                    assert (await client.get("c")).status == 2  # pid 1 ignores an unhandled SIGTERM
+                    await client.kill("c", 9)
+                    assert (await client.wait("c")).exit_status == 137
+                    await start_container(client, "d", ["/bin/sleep", "3600"], rootfs)
+                    await client.exec("d", "e1", {"args": ["/bin/sleep", "3600"], "cwd": "/"})
+                    await client.start("d", "e1")
+                    await client.kill("d", 15, exec_id="e1")
+                    assert (await client.wait("d", "e1")).exit_status == 143
+                    await client.exec("d", "e2",
+                                      {"args": ["/bin/sh", "-c", "kill -SEGV $$"], "cwd": "/"})
+                    await client.start("d", "e2")
+                    assert (await client.wait("d", "e2")).exit_status == 139
+                    assert (await client.delete_task("a")).exit_status == 3
+                    assert (await client.delete_task("b")).exit_status == 44
+                    await asyncio.sleep(0.2)
+                    exits = {}
+                    for e in events:
+                        if e.topic == "/tasks/exit":
+                            m = ev.TaskExit.FromString(e.event.value)
+                            exits[m.id] = m.exit_status
+                    assert exits == {"a": 3, "b": 44, "c": 137, "e1": 143, "e2": 139}
+                finally:
+                    for cid in "abcd":
+                        await remove(client, cid)
 
     run(scenario())
 

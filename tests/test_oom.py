@@ -7,7 +7,7 @@ import os
 
 from agent.api.containerd.events import task_pb2 as ev
 from agent.client import Client
-from helpers import collect_events, remove, run, start_container
+from helpers import remove, run, start_container, subscribed
 
 NS = "oom"
 LIMIT = 32 * 1024 * 1024
@@ -36,45 +36,41 @@ def test_b15_oom_kill_then_exit(agent, rootfs):
 
     async def scenario():
         async with Client(agent.address, NS) as client:
-            events: list = []
-            ready = asyncio.Event()
-            sub = asyncio.ensure_future(collect_events(client, [f"namespace=={NS}"], events, ready))
-            await ready.wait()
-            try:
-                await start_container(client, "o1", HOG, rootfs, resources=resources)
-                assert (await asyncio.wait_for(client.wait("o1"), 60)).exit_status == 137
-                with open(os.path.join(_memory_dir(agent, "o1"), "memory.oom_control")) as f:
-                    kills = int(dict(line.split() for line in f)["oom_kill"])
-                assert kills >= 1
-                await asyncio.sleep(0.3)
-                seen = _decoded(events)
-                assert seen.count(("oom", "o1", 0)) == kills
-                assert ("exit", "o1", 137) in seen
-                assert seen.index(("oom", "o1", 0)) < seen.index(("exit", "o1", 137))
+            async with subscribed(client, [f"namespace=={NS}"]) as events:
+                try:
+                    await start_container(client, "o1", HOG, rootfs, resources=resources)
+                    assert (await asyncio.wait_for(client.wait("o1"), 60)).exit_status == 137
+                    with open(os.path.join(_memory_dir(agent, "o1"), "memory.oom_control")) as f:
+                        kills = int(dict(line.split() for line in f)["oom_kill"])
+                    assert kills >= 1
+                    await asyncio.sleep(0.3)
+                    seen = _decoded(events)
+                    assert seen.count(("oom", "o1", 0)) == kills
+                    assert ("exit", "o1", 137) in seen
+                    assert seen.index(("oom", "o1", 0)) < seen.index(("exit", "o1", 137))
 
-                # Nested under a parent with the same limit: the namespace level here.
-                parent = os.path.dirname(_memory_dir(agent, "o1"))
-                with open(os.path.join(parent, "memory.limit_in_bytes"), "w") as f:
-                    f.write(str(LIMIT))
-                events.clear()
-                await start_container(client, "o2", HOG, rootfs, resources=resources)
-                assert (await asyncio.wait_for(client.wait("o2"), 60)).exit_status == 137
-                await asyncio.sleep(0.3)
-                seen = _decoded(events)
-                assert ("oom", "o2", 0) in seen and ("exit", "o2", 137) in seen
-                with open(os.path.join(parent, "memory.limit_in_bytes"), "w") as f:
-                    f.write("-1")
+                    # Nested under a parent with the same limit: the namespace level here.
+                    parent = os.path.dirname(_memory_dir(agent, "o1"))
+                    with open(os.path.join(parent, "memory.limit_in_bytes"), "w") as f:
+                        f.write(str(LIMIT))
+                    events.clear()
+                    await start_container(client, "o2", HOG, rootfs, resources=resources)
+                    assert (await asyncio.wait_for(client.wait("o2"), 60)).exit_status == 137
+                    await asyncio.sleep(0.3)
+                    seen = _decoded(events)
+                    assert ("oom", "o2", 0) in seen and ("exit", "o2", 137) in seen
+                    with open(os.path.join(parent, "memory.limit_in_bytes"), "w") as f:
+                        f.write("-1")
 
-                events.clear()
-                await start_container(client, "k1", ["/bin/sleep", "3600"], rootfs,
-                                      resources=resources)
-                await client.kill("k1", 9)
-                assert (await client.wait("k1")).exit_status == 137
-                await asyncio.sleep(0.3)
-                assert _decoded(events) == [("exit", "k1", 137)]
-            finally:
-                sub.cancel()
-                for cid in ("o1", "o2", "k1"):
-                    await remove(client, cid)
+                    events.clear()
+                    await start_container(client, "k1", ["/bin/sleep", "3600"], rootfs,
+                                          resources=resources)
+                    await client.kill("k1", 9)
+                    assert (await client.wait("k1")).exit_status == 137
+                    await asyncio.sleep(0.3)
+                    assert _decoded(events) == [("exit", "k1", 137)]
+                finally:
+                    for cid in ("o1", "o2", "k1"):
+                        await remove(client, cid)
 
     run(scenario())

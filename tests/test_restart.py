@@ -17,7 +17,7 @@ from agent.api.containerd.services.containers.v1 import containers_pb2 as cpb
 from agent.api.containerd.services.introspection.v1 import introspection_pb2 as ipb
 from agent.client import Client
 from agent.client.fifo import FifoSet
-from helpers import collect_events, leftovers, remove, run, start_container
+from helpers import leftovers, remove, run, start_container, subscribed
 
 NS = "rs"
 C = grpc.StatusCode
@@ -56,34 +56,31 @@ def test_b20_tasks_survive_a_restart(agent_factory, rootfs, how):
 
     async def after():
         async with Client(again.address, NS) as client:
-            events: list = []
-            ready = asyncio.Event()
-            sub = asyncio.ensure_future(collect_events(client, [f"namespace=={NS}"], events,
-                                                       ready, keep_earlier=True))
-            await ready.wait()  # subscribed after the restart: the backlog is replayed
-            try:
-                listed = {t.id: (t.pid, t.status, t.exit_status) for t in await client.list_tasks()}
-                assert listed == {"r1": (p1, 2, 0), "r2": (p2, 3, 7)}
-                r1 = await client.get("r1")
-                assert (r1.id, r1.pid, r1.status) == ("r1", p1, 2)
-                waited = await asyncio.wait_for(client.wait("r2"), 1)
-                assert waited.exit_status == 7
-                await client.kill("r1", 9)
-                assert (await client.wait("r1")).exit_status == 137
-                assert not os.path.exists(f"/proc/{p1}")  # the re-adopted handle signalled P1
-                assert (await client.delete_task("r1")).exit_status == 137
-                assert (await client.delete_task("r2")).exit_status == 7
-                await asyncio.sleep(0.3)
-                exits = [ev.TaskExit.FromString(e.event.value) for e in events
-                         if e.topic == "/tasks/exit"]
-                assert [(x.id, x.exit_status) for x in exits] == [("r2", 7), ("r1", 137)]
-                for cid, pid in (("r1", p1), ("r2", p2)):
-                    await client.delete_container(cid)
-                    assert leftovers(again, NS, cid, pid) == []
-            finally:
-                sub.cancel()
-                for cid in ("r1", "r2"):
-                    await remove(client, cid)
+            # Subscribed after the restart: the backlog is replayed.
+            async with subscribed(client, [f"namespace=={NS}"], keep_earlier=True) as events:
+                try:
+                    listed = {t.id: (t.pid, t.status, t.exit_status)
+                              for t in await client.list_tasks()}
+                    assert listed == {"r1": (p1, 2, 0), "r2": (p2, 3, 7)}
+                    r1 = await client.get("r1")
+                    assert (r1.id, r1.pid, r1.status) == ("r1", p1, 2)
+                    waited = await asyncio.wait_for(client.wait("r2"), 1)
+                    assert waited.exit_status == 7
+                    await client.kill("r1", 9)
+                    assert (await client.wait("r1")).exit_status == 137
+                    assert not os.path.exists(f"/proc/{p1}")  # the re-adopted handle signalled P1
+                    assert (await client.delete_task("r1")).exit_status == 137
+                    assert (await client.delete_task("r2")).exit_status == 7
+                    await asyncio.sleep(0.3)
+                    exits = [ev.TaskExit.FromString(e.event.value) for e in events
+                             if e.topic == "/tasks/exit"]
+                    assert [(x.id, x.exit_status) for x in exits] == [("r2", 7), ("r1", 137)]
+                    for cid, pid in (("r1", p1), ("r2", p2)):
+                        await client.delete_container(cid)
+                        assert leftovers(again, NS, cid, pid) == []
+                finally:
+                    for cid in ("r1", "r2"):
+                        await remove(client, cid)
 
     run(after())
 

@@ -120,7 +120,8 @@ def test_bad_runtime_option_is_one_line_and_leaves_nothing(tmp_path):
                "--state", str(tmp_path / "state"), "--config", str(cfg))
     assert r.returncode == 1
     last = r.stderr.decode().strip().splitlines()[-1]
-    assert last.startswith("taskagent: ") and "freezer_anchor must be true or false, not 'yes'" in last
+    assert last.startswith("taskagent: ")
+    assert "freezer_anchor must be true or false, not 'yes'" in last
     assert not (tmp_path / "run" / "s.sock").exists()
     assert not [h for h in os.listdir("/sys/fs/cgroup")
                 if os.path.exists(os.path.join("/sys/fs/cgroup", h, "taskagent-test-badopt"))]
