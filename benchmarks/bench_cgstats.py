@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from agent.cgroups.hierarchy import detect
 from agent.native import cgstats
 
 CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "blkio")
@@ -34,15 +35,7 @@ V2_FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "data" / "cgroup
 
 
 def v1_mounts() -> dict[str, str]:
-    found: dict[str, str] = {}
-    with open("/proc/self/mounts") as f:
-        for line in f:
-            _, mnt, fstype, opts, *_ = line.split()
-            if fstype == "cgroup":
-                for opt in opts.split(","):
-                    if opt in CONTROLLERS:
-                        found.setdefault(opt, mnt)
-    return found
+    return {c: m for c, m in detect().v1.items() if c in CONTROLLERS}
 
 
 def rmdir_retry(path: str) -> None:

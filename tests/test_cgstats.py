@@ -23,6 +23,7 @@ from google.protobuf import json_format
 
 from agent.api.cgroups.v1 import metrics_pb2 as v1pb
 from agent.api.cgroups.v2 import metrics_pb2 as v2pb
+from agent.cgroups.hierarchy import detect
 from agent.native import cgstats
 from helpers import with_fifo_dir
 from polling import poll_until
@@ -86,16 +87,7 @@ time.sleep(3600)
 
 def v1_mounts() -> dict[str, str]:
     """controller -> mount point of the v1 hierarchies we read (co-mounted ones share one)."""
-    found: dict[str, str] = {}
-    with open("/proc/self/mounts") as f:
-        for line in f:
-            _, mnt, fstype, opts, *_ = line.split()
-            if fstype != "cgroup":
-                continue
-            for opt in opts.split(","):
-                if opt in V1_WANTED and opt not in found:
-                    found[opt] = mnt
-    return found
+    return {c: m for c, m in detect().v1.items() if c in V1_WANTED}
 
 
 def read_int(path: str) -> int:

@@ -21,7 +21,6 @@ from content_support import (
     write_blob,
 )
 from google.protobuf.field_mask_pb2 import FieldMask
-from polling import poll_until
 from grpc_helpers import (
     NO_REQUIRED_PLUGINS,
     assert_error,
@@ -33,6 +32,7 @@ from grpc_helpers import (
     rpc_error,
     running_agent,
 )
+from polling import poll_until
 
 from agent.api.containerd.services.containers.v1 import containers_pb2 as capi
 from agent.api.containerd.services.containers.v1 import containers_pb2_grpc as capi_grpc
