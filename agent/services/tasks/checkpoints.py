@@ -39,13 +39,18 @@ def request_from(options: Any, default_image_path: str) -> tuple[CheckpointReque
     return req, bool(opts.image_path)
 
 
-async def _write(content: Any, namespace: str, chunks, lease: str | None) -> tuple[str, int]:
+async def _write(content: Any, namespace: str, chunks, lease: str | None,
+                 produced: asyncio.Future | None = None) -> tuple[str, int]:
+    """Store the chunks as one blob. `produced` is what makes them: its failure (a stream cut
+    short) raises before anything is committed."""
     writer = await content.writer(namespace, f"checkpoint-{uuid.uuid4().hex}", lease=lease)
     size = 0
     try:
         async for chunk in chunks:
             await writer.write(chunk)
             size += len(chunk)
+        if produced is not None:
+            await produced
         digest = writer.digest
         try:
             await content.commit(writer, size, lease=lease)
@@ -78,10 +83,12 @@ async def store_image(content: Any, namespace: str, image_dir: str, lease: str |
             yield chunk
 
     try:
-        digest, size = await _write(content, namespace, chunks(), lease)
+        digest, size = await _write(content, namespace, chunks(), lease, producing)
     finally:
-        transport.close()
-    await producing
+        transport.close()  # a producer still writing then fails, and stops
+        await asyncio.wait([producing])
+        if not producing.cancelled():
+            producing.exception()  # raised above when it mattered; retrieved here either way
     return descriptor_pb2.Descriptor(media_type=CHECKPOINT_MEDIA_TYPE, digest=digest, size=size)
 
 
