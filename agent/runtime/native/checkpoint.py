@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
 from dataclasses import dataclass, field
 
 from agent.errors import FailedPrecondition, InvalidArgument, Unknown
@@ -165,14 +164,17 @@ def read_descriptors(image_dir: str) -> list[str]:
     return value
 
 
-def bind_root(rootfs: str, target: str) -> None:
+async def bind_root(rootfs: str, target: str) -> None:
     """criu restores into a root that is a mount point of its own."""
     os.makedirs(target, exist_ok=True)
-    subprocess.run(["mount", "--bind", rootfs, target], check=True, capture_output=True)
+    done = await run_tool(["mount", "--bind", rootfs, target])
+    if done.returncode != 0:
+        raise FailedPrecondition(f"bind-mounting the rootfs {rootfs} for the restore: "
+                                 f"{done.stderr.decode(errors='replace').strip()}")
 
 
-def unbind_root(target: str) -> None:
-    subprocess.run(["umount", "-l", target], capture_output=True)
+async def unbind_root(target: str) -> None:
+    await run_tool(["umount", "-l", target])
     try:
         os.rmdir(target)
     except OSError:

@@ -20,7 +20,7 @@ from agent.api.containerd.types import mount_pb2
 from agent.cgroups import Cgroups
 from agent.cgroups import resources as cgroup_resources
 from agent.cgroups.anchor import FreezerAnchor
-from agent.errors import AlreadyExists, InvalidArgument, NotFound
+from agent.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from agent.runtime.native import checkpoint, errmap, stdio
 from agent.runtime.native.criu import Criu
 from agent.runtime.native import protocol as P
@@ -261,9 +261,11 @@ class NativeRuntime(PlatformRuntime):
         payload = checkpoint.restore_payload(task.key, task.record(), argv, pidfile,
                                              task.has_pidns)
         opened = stdio.open_into(payload, task.io)
-        checkpoint.bind_root(task.rootfs, root)
         try:
+            await checkpoint.bind_root(task.rootfs, root)
             task.pid = await self.supervisor.restore(payload)
+        except FailedPrecondition:
+            raise
         except Exception as e:
             log_path = os.path.join(image_dir, checkpoint.RESTORE_LOG)
             cause = checkpoint.first_error(log_path)
@@ -273,7 +275,7 @@ class NativeRuntime(PlatformRuntime):
                                         + (f" (log: {kept})" if kept else "")) from None
         finally:
             opened.close()
-            checkpoint.unbind_root(root)
+            await checkpoint.unbind_root(root)
 
     async def delete(self, namespace: str, task_id: str) -> Exit:
         task = self.get(namespace, task_id)
