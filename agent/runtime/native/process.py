@@ -139,6 +139,13 @@ class NativeProcess(Process):
         except SupervisorError as e:
             raise errmap.to_agent_error(e, "closing stdin") from None
 
+    async def _forget(self, doing: str) -> None:
+        """Have the supervisor drop this process's record (one it does not hold is fine)."""
+        try:
+            await self.runtime.forget_process(self.key)
+        except SupervisorError as e:
+            raise errmap.to_agent_error(e, doing) from None
+
     def _require_not_running(self, what: str) -> None:
         if self.status in (Status.RUNNING, Status.PAUSED, Status.PAUSING):
             raise FailedPrecondition(f"cannot {what} a running process; kill it and wait first")

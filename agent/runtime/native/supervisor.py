@@ -36,8 +36,11 @@ class SupervisorError(Exception):
         self.pid = pid
 
 
-class SupervisorLost(Exception):
-    """The supervisor went away (crashed or was killed)."""
+class SupervisorLost(SupervisorError):
+    """The supervisor went away (crashed or was killed): every request fails with it."""
+
+    def __init__(self, message: str):
+        super().__init__(errno.ENOTCONN, message)
 
 
 @dataclass

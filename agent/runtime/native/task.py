@@ -129,11 +129,7 @@ class ExecProcess(NativeProcess):
         if self.exit is not None or self.start_failed:
             # Awaited: once DeleteProcess answers, the supervisor has dropped the record, so an
             # agent killed right after does not find the deleted exec again at its restart.
-            try:
-                await self.runtime.supervisor.forget(self.key)
-            except SupervisorError as e:
-                if e.errno != 2:  # ENOENT: the supervisor never held it
-                    raise errmap.to_agent_error(e, f"deleting exec {self.id}") from None
+            await self._forget(f"deleting exec {self.id}")
         self.task.remove_exec(self.id)
         if self.exit is None:
             self._abort_waiters(NotFound(f"process {self.id} failed to start and was deleted"))
@@ -223,7 +219,7 @@ class NativeTask(NativeProcess, Task):
             raise FailedPrecondition(f"task {self.id} is starting")
         self._require_not_running("delete")
         if self.status == Status.CREATED:
-            await self.runtime.supervisor.forget(self.key)  # kills and reaps the waiting init
+            await self._forget(f"deleting task {self.id}")  # kills and reaps the waiting init
             exit = Exit(self.pid, 137, time.time_ns())
         else:
             if self.exit is None:  # start failed; the supervisor reports the exit soon
@@ -236,16 +232,12 @@ class NativeTask(NativeProcess, Task):
                 if ex.pid:
                     try:
                         await ex.wait() if ex.exit is None and not ex.start_failed else None
-                        await self.runtime.supervisor.forget(ex.key)
+                        await self.runtime.forget_process(ex.key)
                     except SupervisorError:
                         pass
                 ex._abort_waiters(NotFound(f"process {ex.id} was deleted with its task"))
             self.execs.clear()
-            try:
-                await self.runtime.supervisor.forget(self.key)
-            except SupervisorError as e:
-                if e.errno != 2:
-                    raise errmap.to_agent_error(e, f"deleting task {self.id}") from None
+            await self._forget(f"deleting task {self.id}")
         await self.cgroup.delete()
         return exit
 
