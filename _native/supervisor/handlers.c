@@ -597,7 +597,7 @@ void reap(struct proc *p)
         kill_task_execs(p); /* no pid namespace to take them down with the init */
     if (p->relay) {
         relay_process_exited(p->relay);
-        p->relay_deadline_ns = p->exited_at_ns + RELAY_DRAIN_NS;
+        p->relay_deadline_ns = mono_ns() + RELAY_DRAIN_NS;
     }
     maybe_notify_exit(p);
 }

@@ -148,7 +148,7 @@ int main(int argc, char **argv)
         int64_t deadline = next_deadline();
         int timeout = -1, n, i;
         if (deadline) {
-            int64_t left = (deadline - now_ns()) / 1000000;
+            int64_t left = (deadline - mono_ns()) / 1000000;
             timeout = left < 0 ? 0 : (int)(left > 60000 ? 60000 : left + 1);
         }
         n = epoll_wait(sv_epoll, events, 256, timeout);
@@ -170,7 +170,7 @@ int main(int argc, char **argv)
             if (w->kind == W_CLIENT || w->kind == W_SIGNAL || w->kind == W_PIDFD)
                 break;
         }
-        check_deadlines(now_ns());
+        check_deadlines(mono_ns());
         if (sv_shutdown_requested) {
             link_flush();
             stop = 1;

@@ -95,7 +95,7 @@ struct proc {
     int exit_code;
     int wait_status;
     int64_t exited_at_ns;
-    int64_t relay_deadline_ns;
+    int64_t relay_deadline_ns; /* CLOCK_MONOTONIC */
     int exit_sent;
 };
 
@@ -117,6 +117,7 @@ int loop_add(int fd, uint32_t events, struct watch *w);
 int loop_mod(int fd, uint32_t events, struct watch *w);
 void loop_del(int fd);
 int64_t now_ns(void);
+int64_t mono_ns(void);
 
 /* link.c: the agent connection */
 void link_reply_error(uint32_t id, int code, const char *msg);
