@@ -45,10 +45,13 @@ def read_pids(path: str) -> list[int]:
 
 
 class Writes:
-    """A batch of cgroup file writes applied in order; on the first failure the files
-    already written get their previous values back, so an update is all or nothing."""
+    """A batch of cgroup file writes applied in order. With rollback (an update), the files
+    already written get their previous values back on the first failure, so an update is all
+    or nothing; without (a new cgroup, removed whole when its creation fails), the previous
+    values are not read at all."""
 
-    def __init__(self) -> None:
+    def __init__(self, rollback: bool = True) -> None:
+        self.rollback = rollback
         self.items: list[tuple[str, str, str]] = []  # (path, value, what)
 
     def add(self, path: str, value: str, what: str) -> None:
@@ -57,17 +60,18 @@ class Writes:
     def apply(self) -> None:
         done: list[tuple[str, str]] = []
         for path, value, what in self.items:
+            old = ""
             try:
-                old = read_text(path).strip()
-            except OSError as e:
-                self._rollback(done)
-                raise FailedPrecondition(f"cannot set {what}: {path}: {e.strerror}") from None
-            try:
+                if self.rollback:
+                    old = read_text(path).strip()
                 write_text(path, value)
             except OSError as e:
                 self._rollback(done)
+                if e.errno == errno.ENOENT:
+                    raise FailedPrecondition(f"cannot set {what}: {path}: {e.strerror}") from None
                 raise _write_error(what, value, path, e) from None
-            done.append((path, old))
+            if self.rollback:
+                done.append((path, old))
 
     @staticmethod
     def _rollback(done: list[tuple[str, str]]) -> None:

@@ -87,7 +87,7 @@ class V1Cgroup(Cgroup):
         return int(read_text(os.path.join(self.dirs["memory"], "memory.usage_in_bytes")))
 
     def apply(self, r: Resources, *, update: bool = False) -> None:
-        w = Writes()
+        w = Writes(rollback=update)
         mem = self._dir("memory")
         if mem:
             if r.check_before_update and r.memory_limit not in (None, -1):

@@ -73,7 +73,7 @@ class V2Cgroup(Cgroup):
         return int(read_text(self._file("memory.current")))
 
     def apply(self, r: Resources, *, update: bool = False) -> None:
-        w = Writes()
+        w = Writes(rollback=update)
         need = []
         if r.check_before_update and r.memory_limit not in (None, -1):
             usage = self.memory_usage()

@@ -126,10 +126,13 @@ class TasksLocal:
         identifiers.validate(container_id, "container id")
         return self.containers.get(ns, container_id)
 
-    def _task(self, ns: str, container_id: str) -> Task:
+    def _runtime_of(self, ns: str, container_id: str) -> Any:
+        """The runtime holding the container's task (NotFound without the container)."""
         identifiers.validate(container_id, "container id")
-        runtime_name = self.containers.runtime_name(ns, container_id)
-        return self.runtime_for(runtime_name).get(ns, container_id)
+        return self.runtime_for(self.containers.runtime_name(ns, container_id))
+
+    def _task(self, ns: str, container_id: str) -> Task:
+        return self._runtime_of(ns, container_id).get(ns, container_id)
 
     def _process(self, ns: str, container_id: str, exec_id: str):
         task = self._task(ns, container_id)
@@ -200,8 +203,7 @@ class TasksLocal:
         return api.StartResponse(pid=await proc.start())
 
     async def delete(self, ns: str, r: api.DeleteTaskRequest) -> api.DeleteResponse:
-        container = self._container(ns, r.container_id)
-        runtime = self.runtime_for(container.runtime.name)
+        runtime = self._runtime_of(ns, r.container_id)
         task = runtime.get(ns, r.container_id)
         exit = await runtime.delete(ns, r.container_id)
         self.monitor.stop(task)
