@@ -5,14 +5,16 @@ cgroup figures, in the Prometheus text format at GET /metrics."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from agent.server.rpcstats import BUCKETS, EXIT_DELIVERY, STATS, RpcStats
 
 log = logging.getLogger(__name__)
 
-Collector = Callable[[], Iterable[str]]
+# A collector returns its lines, or an awaitable of them (one that reads files off the loop).
+Collector = Callable[[], Any]
 
 
 def rpc_lines() -> Iterable[str]:
@@ -63,11 +65,12 @@ class PrometheusServer:
             self.server.close()
             await self.server.wait_closed()
 
-    def render(self) -> str:
+    async def render(self) -> str:
         lines: list[str] = []
         for collect in self.collectors:
             try:
-                lines.extend(collect())
+                got = collect()
+                lines.extend(await got if inspect.isawaitable(got) else got)
             except Exception:
                 log.exception("collecting metrics")
         return "\n".join(lines) + "\n"
@@ -77,7 +80,7 @@ class PrometheusServer:
             request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
             first = request.split(b"\r\n", 1)[0].split()
             if len(first) >= 2 and first[0] == b"GET" and first[1].split(b"?")[0] == b"/metrics":
-                body = self.render().encode()
+                body = (await self.render()).encode()
                 head = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
                         b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body))
             else:

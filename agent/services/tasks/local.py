@@ -55,14 +55,23 @@ _PROM = (
 )
 
 
-def _cgroup_lines(tasks: list[Task]):
-    """Each task's cgroup figures for Prometheus, from the same native reader as Metrics."""
+async def _read_stats(version: int, batch: list[Task]) -> list[bytes | None]:
+    """Each task's encoded cgroup metrics (None where its cgroup is gone)."""
+    dirs = [t.stats_dirs() for t in batch]
+    if len(batch) > 32:  # a big batch reads off the event loop (the GIL is released)
+        return await asyncio.get_running_loop().run_in_executor(
+            None, cgstats.read_many, version, dirs)
+    return cgstats.read_many(version, dirs)
+
+
+async def _cgroup_lines(tasks: list[Task]) -> list[str]:
+    """Each task's cgroup figures for Prometheus, from the same reader as Metrics."""
     from agent.api.cgroups.v1 import metrics_pb2 as v1
     from agent.api.cgroups.v2 import metrics_pb2 as v2
 
     values: dict[str, list[str]] = {name: [] for name, _, _ in _PROM}
     for version, batch in _by_cgroup_version(tasks).items():
-        for task, data in zip(batch, cgstats.read_many(version, [t.stats_dirs() for t in batch])):
+        for task, data in zip(batch, await _read_stats(version, batch)):
             if data is None:
                 continue
             labels = f'namespace="{task.namespace}",id="{task.id}"'
@@ -76,10 +85,10 @@ def _cgroup_lines(tasks: list[Task]):
                            m.pids.current)
             for (name, _, _), value in zip(_PROM, figures):
                 values[name].append(f"{name}{{{labels}}} {value}")
+    lines = []
     for name, kind, text in _PROM:
-        yield f"# HELP {name} {text}"
-        yield f"# TYPE {name} {kind}"
-        yield from values[name]
+        lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", *values[name]]
+    return lines
 
 
 def _by_cgroup_version(tasks: list[Task]) -> dict[int, list[Task]]:
@@ -144,16 +153,16 @@ class TasksLocal:
             seen.extend(rt.tasks(ns))
         return seen
 
-    def prometheus_lines(self):
+    async def prometheus_lines(self) -> list[str]:
+        tasks = self.all_tasks(None)
         counts: dict[str, int] = {}
-        for task in self.all_tasks(None):
+        for task in tasks:
             name = types.Status.Name(int(task.state().status)).lower()
             counts[name] = counts.get(name, 0) + 1
-        yield "# HELP taskagent_tasks Tasks by state."
-        yield "# TYPE taskagent_tasks gauge"
+        lines = ["# HELP taskagent_tasks Tasks by state.", "# TYPE taskagent_tasks gauge"]
         for name in ("created", "running", "paused", "pausing", "stopped"):
-            yield f'taskagent_tasks{{state="{name}"}} {counts.get(name, 0)}'
-        yield from _cgroup_lines(self.all_tasks(None))
+            lines.append(f'taskagent_tasks{{state="{name}"}} {counts.get(name, 0)}')
+        return lines + await _cgroup_lines(tasks)
 
     # -- the lifecycle ---------------------------------------------------------------------------
 
@@ -299,12 +308,7 @@ class TasksLocal:
                 chosen.append(task)
         out = api.MetricsResponse()
         for version, batch in _by_cgroup_version(chosen).items():
-            dirs = [t.stats_dirs() for t in batch]
-            if len(batch) > 32:  # a big batch reads off the event loop (the GIL is released)
-                data = await asyncio.get_running_loop().run_in_executor(
-                    None, cgstats.read_many, version, dirs)
-            else:
-                data = cgstats.read_many(version, dirs)
+            data = await _read_stats(version, batch)
             now = time.time_ns()
             for task, value in zip(batch, data):
                 if value is None:
