@@ -133,3 +133,25 @@ def test_v2_oom_watch_reads_memory_events(tmp_path):
 
     asyncio.run(scenario())
     assert published == [("ns", "/tasks/oom", "t1"), ("ns", "/tasks/oom", "t1")]
+
+
+def test_v2_parents_removed_behind_the_agents_back_are_made_again():
+    from agent.cgroups.resources import Resources
+    from agent.cgroups.v2 import V2Cgroup
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the test makes cgroups")
+    mount = _v2_mount()
+    top = f"taskagent-test-v2parents-{os.getpid()}"
+    first, second = V2Cgroup(mount, f"{top}/ns/a"), V2Cgroup(mount, f"{top}/ns/b")
+    try:
+        first.create(Resources())
+        os.rmdir(first.dir)
+        os.rmdir(os.path.join(mount, top, "ns"))  # the cached parents are gone
+        os.rmdir(os.path.join(mount, top))
+        second.create(Resources())
+        assert os.path.isdir(second.dir)
+    finally:
+        for d in (second.dir, first.dir, os.path.join(mount, top, "ns"), os.path.join(mount, top)):
+            if os.path.isdir(d):
+                os.rmdir(d)

@@ -41,11 +41,16 @@ class V2Cgroup(Cgroup):
         return os.path.join(self.dir, name)
 
     def create(self, resources: Resources) -> None:
-        _prepare_parents(self.mount, os.path.dirname(self.path))
+        parent = os.path.dirname(self.path)
+        _prepare_parents(self.mount, parent)
         try:
             os.mkdir(self.dir, 0o755)
         except FileExistsError:
             raise FailedPrecondition(f"cgroup {self.dir} already exists") from None
+        except FileNotFoundError:  # a parent was removed behind our back
+            _enabled_parents.discard(os.path.join(self.mount, parent))
+            _prepare_parents(self.mount, parent)
+            os.mkdir(self.dir, 0o755)
         try:
             self.apply(resources)
             self._attach_device_filter(resources)
@@ -166,7 +171,8 @@ def _max(value: int) -> str:
 
 def _prepare_parents(mount: str, rel: str) -> None:
     """Create the parent levels and enable the wanted controllers for their children."""
-    if rel in _enabled_parents:
+    key = os.path.join(mount, rel)
+    if key in _enabled_parents:
         return
     current = mount
     for part in [p for p in rel.split("/") if p]:
@@ -177,7 +183,7 @@ def _prepare_parents(mount: str, rel: str) -> None:
         except FileExistsError:
             pass
     _enable_subtree(current)
-    _enabled_parents.add(rel)
+    _enabled_parents.add(key)
 
 
 def _enable_subtree(path: str) -> None:
