@@ -70,8 +70,8 @@ def _open(path: str, flags: int, opened: OpenedStdio, what: str) -> int:
 
 def open_into(payload: P.Payload, io: IO, stdin_closed: bool = False) -> OpenedStdio:
     """Open the fifos of `io` and add their fds to a spawn payload. The caller closes the
-    returned fds once the supervisor has them (or on failure)."""
-    check_io(io)
+    returned fds once the supervisor has them (or on failure). Each is checked to be a fifo
+    once open (Create and Exec checked the paths already, before anything was made)."""
     opened = OpenedStdio()
     try:
         if io.stdin and not stdin_closed:

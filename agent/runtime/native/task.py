@@ -313,11 +313,6 @@ class NativeTask(NativeProcess, Task):
             raise FailedPrecondition(f"cannot update a stopped task ({self.id})")
         if resources is None:
             return
-        if isinstance(resources, (bytes, bytearray)):
-            try:
-                resources = orjson.loads(resources)
-            except orjson.JSONDecodeError as e:
-                raise InvalidArgument(f"resources are not valid JSON: {e}") from None
         parsed = cgroup_resources.parse(resources)
         if parsed.devices is not None:
             raise InvalidArgument("device rules cannot be changed by Update")
