@@ -30,6 +30,18 @@
 
 int sv_shutdown_requested;
 
+/* Processes whose exit waits for their terminal output to drain (a deadline is running):
+ * usually none, and then the main loop has no deadline to look for. */
+static int draining;
+
+void drain_over(struct proc *p)
+{
+    if (p->relay_deadline_ns) {
+        p->relay_deadline_ns = 0;
+        draining--;
+    }
+}
+
 static const char *field_str(const struct sv_field *f, char *buf, size_t size)
 {
     size_t n = f->len < size - 1 ? f->len : size - 1;
@@ -598,6 +610,7 @@ void reap(struct proc *p)
     if (p->relay) {
         relay_process_exited(p->relay);
         p->relay_deadline_ns = mono_ns() + RELAY_DRAIN_NS;
+        draining++;
     }
     maybe_notify_exit(p);
 }
@@ -616,6 +629,7 @@ void maybe_notify_exit(struct proc *p)
     if (!p->is_exec && proc_live_execs(p->key) > 0)
         return;
     p->exit_sent = 1;
+    drain_over(p);
     sv_buf_start(&b, SV_EV_EXIT, 0);
     sv_put_str(&b, T_KEY, p->key);
     sv_put_u64(&b, T_PID, (uint64_t)p->pid);
@@ -655,6 +669,8 @@ void reap_orphans(void)
 void check_deadlines(int64_t now)
 {
     struct proc *p, *next;
+    if (!draining)
+        return;
     for (p = proc_first(); p; p = next) {
         next = p->all_next;
         if (p->reaped && p->relay && !p->exit_sent && p->relay_deadline_ns &&
@@ -669,6 +685,8 @@ int64_t next_deadline(void)
 {
     struct proc *p;
     int64_t best = 0;
+    if (!draining)
+        return 0;
     for (p = proc_first(); p; p = p->all_next)
         if (p->reaped && p->relay && !p->exit_sent && p->relay_deadline_ns &&
             (!best || p->relay_deadline_ns < best))

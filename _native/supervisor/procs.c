@@ -124,6 +124,7 @@ static void close_fd(int *fd)
 
 void proc_free(struct proc *p)
 {
+    drain_over(p);
     unlink_key(p);
     unlink_pid(p);
     if (p->all_prev)

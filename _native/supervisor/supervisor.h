@@ -134,6 +134,7 @@ void reap(struct proc *p);
 void reap_orphans(void);
 void maybe_notify_exit(struct proc *p);
 void check_deadlines(int64_t now);
+void drain_over(struct proc *p);
 int64_t next_deadline(void);
 
 /* restore.c */
