@@ -109,8 +109,8 @@ class ContentRecords:
 
 def _info(digest: str, size: int, raw: bytes | None, created: int, updated: int) -> Info:
     info = Info(digest=digest, size=size, labels=labelrules.decode(raw))
-    info.created_at.seconds, info.created_at.nanos = divmod(created, 1_000_000_000)
-    info.updated_at.seconds, info.updated_at.nanos = divmod(updated, 1_000_000_000)
+    info.created_at.FromNanoseconds(created)
+    info.updated_at.FromNanoseconds(updated)
     return info
 
 

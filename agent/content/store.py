@@ -268,6 +268,6 @@ class ContentStore:
 def _status(ingest: Ingest) -> Status:
     st = Status(ref=ingest.ref, offset=ingest.current_offset(), total=ingest.total,
                 expected=ingest.expected)
-    st.started_at.seconds, st.started_at.nanos = divmod(ingest.started_ns, 1_000_000_000)
-    st.updated_at.seconds, st.updated_at.nanos = divmod(ingest.updated_ns(), 1_000_000_000)
+    st.started_at.FromNanoseconds(ingest.started_ns)
+    st.updated_at.FromNanoseconds(ingest.updated_ns())
     return st

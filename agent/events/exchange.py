@@ -27,7 +27,7 @@ def envelope(namespace: str, topic: str, event: Message, at_ns: int | None = Non
              ) -> events_pb2.Envelope:
     env = events_pb2.Envelope(namespace=namespace, topic=topic)
     at_ns = time.time_ns() if at_ns is None else at_ns
-    env.timestamp.seconds, env.timestamp.nanos = divmod(at_ns, 1_000_000_000)
+    env.timestamp.FromNanoseconds(at_ns)
     # containerd's clients resolve bare type names; no type.googleapis.com/ prefix.
     env.event.type_url = event.DESCRIPTOR.full_name
     env.event.value = event.SerializeToString()

@@ -218,10 +218,9 @@ def _validate(c: Container, context: str) -> None:
 
 
 def _stamp(c: Container, created: bool) -> None:
-    seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
-    c.updated_at.seconds, c.updated_at.nanos = seconds, nanos
+    c.updated_at.FromNanoseconds(time.time_ns())
     if created:
-        c.created_at.seconds, c.created_at.nanos = seconds, nanos
+        c.created_at.CopyFrom(c.updated_at)
 
 
 def _adaptor(c: Container) -> filters.Adaptor:

@@ -185,10 +185,9 @@ def _validate(image: Image) -> None:
 
 
 def _stamp(image: Image, now_ns: int, created: bool) -> None:
-    seconds, nanos = divmod(now_ns, 1_000_000_000)
-    image.updated_at.seconds, image.updated_at.nanos = seconds, nanos
+    image.updated_at.FromNanoseconds(now_ns)
     if created:
-        image.created_at.seconds, image.created_at.nanos = seconds, nanos
+        image.created_at.CopyFrom(image.updated_at)
 
 
 def _has_images(conn: sqlite3.Connection, namespace: str) -> bool:

@@ -189,5 +189,5 @@ def _has_leases(conn: sqlite3.Connection, namespace: str) -> bool:
 
 def _lease(lease_id: str, created_ns: int, labels: Mapping[str, str]) -> Lease:
     lease = Lease(id=lease_id, labels=labels)
-    lease.created_at.seconds, lease.created_at.nanos = divmod(created_ns, 1_000_000_000)
+    lease.created_at.FromNanoseconds(created_ns)
     return lease

@@ -25,10 +25,6 @@ def check_signal(sig: int) -> None:
         raise InvalidArgument(f"signal {sig} is out of range (1 to 64)")
 
 
-def set_timestamp(ts, ns: int) -> None:
-    ts.seconds, ts.nanos = divmod(ns, 1_000_000_000)
-
-
 class NativeProcess(Process):
     def __init__(self, task: "NativeTask", process_id: str, key: str, io: IO):
         self.task = task
@@ -96,7 +92,7 @@ class NativeProcess(Process):
         assert self.exit is not None
         msg = ev.TaskExit(container_id=self.task.id, id=self.id, pid=self.exit.pid,
                           exit_status=self.exit.status)
-        set_timestamp(msg.exited_at, self.exit.timestamp_ns)
+        msg.exited_at.FromNanoseconds(self.exit.timestamp_ns)
         self.runtime.publish(self.task.namespace, "/tasks/exit", msg)
 
     def exited(self) -> None:

@@ -284,7 +284,7 @@ class NativeRuntime(PlatformRuntime):
         if task.bundle:
             shutil.rmtree(task.bundle, ignore_errors=True)
         msg = ev.TaskDelete(container_id=task_id, pid=exit.pid, exit_status=exit.status)
-        msg.exited_at.seconds, msg.exited_at.nanos = divmod(exit.timestamp_ns, 1_000_000_000)
+        msg.exited_at.FromNanoseconds(exit.timestamp_ns)
         self.publish(namespace, "/tasks/delete", msg)
         return exit
 

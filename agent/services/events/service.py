@@ -53,7 +53,7 @@ class EventsService(api_grpc.EventsServicer):
         if not request.HasField("event"):
             raise InvalidArgument(f"event for topic {request.topic} must be set")
         env = api.Envelope(namespace=namespace, topic=request.topic, event=request.event)
-        env.timestamp.seconds, env.timestamp.nanos = divmod(time.time_ns(), 1_000_000_000)
+        env.timestamp.FromNanoseconds(time.time_ns())
         self.exchange.forward(env, self.decode(request.event))
         return Empty()
 

@@ -33,17 +33,13 @@ DEFAULT_RUNTIME = "native"
 PROCESS_DETAILS_URL = "containerd.runc.v1.ProcessDetails"
 
 
-def _timestamp(ts: Any, ns: int) -> None:
-    ts.seconds, ts.nanos = divmod(ns, 1_000_000_000)
-
-
 def _process_message(state: Any) -> types.Process:
     p = types.Process(id=state.id, pid=state.pid, status=int(state.status),
                       stdin=state.io.stdin, stdout=state.io.stdout, stderr=state.io.stderr,
                       terminal=state.io.terminal)
     if state.exit is not None:
         p.exit_status = state.exit.status
-        _timestamp(p.exited_at, state.exit.timestamp_ns)
+        p.exited_at.FromNanoseconds(state.exit.timestamp_ns)
     return p
 
 
@@ -102,7 +98,7 @@ def _by_cgroup_version(tasks: list[Task]) -> dict[int, list[Task]]:
 
 def _delete_response(exit: Exit, process_id: str = "") -> api.DeleteResponse:
     r = api.DeleteResponse(id=process_id, pid=exit.pid, exit_status=exit.status)
-    _timestamp(r.exited_at, exit.timestamp_ns)
+    r.exited_at.FromNanoseconds(exit.timestamp_ns)
     return r
 
 
@@ -295,7 +291,7 @@ class TasksLocal:
             EXIT_DELIVERY.record("exec" if r.exec_id else "task",
                                  max(0, time.time_ns() - exit.timestamp_ns), False)
         resp = api.WaitResponse(exit_status=exit.status)
-        _timestamp(resp.exited_at, exit.timestamp_ns)
+        resp.exited_at.FromNanoseconds(exit.timestamp_ns)
         return resp
 
     async def metrics(self, ns: str, r: api.MetricsRequest) -> api.MetricsResponse:
@@ -314,7 +310,7 @@ class TasksLocal:
                 if value is None:
                     continue  # its cgroup is gone: skipped, not an error for the whole call
                 m = out.metrics.add(id=task.id)
-                _timestamp(m.timestamp, now)
+                m.timestamp.FromNanoseconds(now)
                 m.data.type_url = cgstats.type_url(version)
                 m.data.value = value
         return out
