@@ -33,6 +33,7 @@ class StuckCgroup(Cgroup):
     def _rmdirs(self): ...
     def memory_usage(self): return 0
     def stat_dirs(self): return {}
+    def freezer_dir(self): return ""
 
 
 def test_freeze_times_out_and_thaws():

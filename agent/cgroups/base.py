@@ -141,6 +141,14 @@ class Cgroup(ABC):
     def stat_dirs(self) -> dict[str, str] | str:
         """What the stats reader reads: v1, a directory per controller; v2, the directory."""
 
+    @abstractmethod
+    def freezer_dir(self) -> str:
+        """The directory whose freezer stops the task (CRIU freezes it there for a dump)."""
+
+    def controllers(self) -> list[str]:
+        """The v1 controllers the task has a cgroup in (CRIU dumps each); none on v2."""
+        return []
+
     async def freeze(self, timeout: float = FREEZE_TIMEOUT) -> None:
         """Freeze every process; a freeze that does not finish in time is undone."""
         self._freeze_write(True)

@@ -186,6 +186,12 @@ class V1Cgroup(Cgroup):
     def stat_dirs(self) -> dict[str, str]:
         return dict(self.dirs)
 
+    def freezer_dir(self) -> str:
+        return self.dirs["freezer"]
+
+    def controllers(self) -> list[str]:
+        return sorted(self.dirs)
+
     def oom_control_path(self) -> str:
         return os.path.join(self.dirs["memory"], "memory.oom_control")
 

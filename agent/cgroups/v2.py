@@ -161,6 +161,9 @@ class V2Cgroup(Cgroup):
     def stat_dirs(self) -> str:
         return self.dir
 
+    def freezer_dir(self) -> str:
+        return self.dir
+
     def memory_events_path(self) -> str:
         return self._file("memory.events")
 

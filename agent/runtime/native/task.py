@@ -332,11 +332,8 @@ class NativeTask(NativeProcess, Task):
         was_paused = self.status == Status.PAUSED
         os.makedirs(path, mode=0o700, exist_ok=True)
         checkpoint.write_descriptors(path, checkpoint.stdio_descriptors(self.pid))
-        freezer = self.cgroup.stat_dirs()
-        freezer_dir = freezer["freezer"] if isinstance(freezer, dict) else freezer
-        controllers = sorted(freezer) if isinstance(freezer, dict) else []
-        argv = checkpoint.dump_argv(criu, self.pid, self.rootfs, freezer_dir, req, self.binds,
-                                    controllers)
+        argv = checkpoint.dump_argv(criu, self.pid, self.rootfs, self.cgroup.freezer_dir(), req,
+                                    self.binds, self.cgroup.controllers())
         await checkpoint.run_criu(
             argv, req.work_path or path, checkpoint.DUMP_LOG, "dump",
             keep_as=os.path.join(self.runtime.state_dir, "logs",
