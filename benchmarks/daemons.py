@@ -35,7 +35,7 @@ def working_criu() -> str:
     """A criu that passes `criu check` here ($TASKAGENT_CRIU, PATH, /opt/criu/criu), or ""."""
     for path in (os.environ.get("TASKAGENT_CRIU", ""), shutil.which("criu") or "",
                  "/opt/criu/criu"):
-        if path and subprocess.run([path, "check"], capture_output=True).returncode == 0:
+        if path and os.access(path, os.X_OK) and subprocess.run([path, "check"], capture_output=True).returncode == 0:
             return path
     return ""
 

@@ -33,6 +33,8 @@ def _working_criu() -> str:
                   "/opt/criu/criu"]
     reasons = []
     for path in filter(None, candidates):
+        if not os.access(path, os.X_OK):
+            continue
         r = subprocess.run([path, "check"], capture_output=True, text=True)
         if r.returncode == 0:
             return path
