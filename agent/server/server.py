@@ -19,6 +19,24 @@ from agent.server.prometheus import PrometheusServer
 log = logging.getLogger(__name__)
 
 
+class GenericHandlersOnly:
+    """What the generated `add_*Servicer_to_server` functions are given instead of the server.
+
+    They register every method twice: as a generic handler and as a "registered method". The
+    aio server keeps one pending future per registered method and waits on all of them
+    (`asyncio.wait`) for every incoming call, about 0.07 ms a call for our ~55 methods. Served
+    through the generic handlers alone, each call waits on one future."""
+
+    def __init__(self, server: grpc.aio.Server):
+        self._server = server
+
+    def add_generic_rpc_handlers(self, handlers) -> None:  # noqa: ANN001
+        self._server.add_generic_rpc_handlers(handlers)
+
+    def add_registered_method_handlers(self, service_name: str, handlers: dict) -> None:
+        pass  # the same handlers arrived through add_generic_rpc_handlers
+
+
 class AgentServer:
     def __init__(self, config: Config):
         self.config = config
@@ -65,10 +83,11 @@ class AgentServer:
                 ("grpc.so_reuseport", 0),
             ],
         )
+        registrar = GenericHandlersOnly(server)
         for p in self.plugins.ordered:
             register = getattr(p.instance, "register", None)
             if p.error is None and callable(register):
-                register(server)
+                register(registrar)
         # Bound under a private name, owner-only, given its group and mode, then renamed into
         # place: at the socket's path it is never wider, and accepting means ready.
         binding = listen.binding_path(cfg.address)
