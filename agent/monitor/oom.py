@@ -24,13 +24,17 @@ RECHECK_DELAYS = (0.002, 0.01, 0.05, 0.2, 1.0)
 def oom_kill_count(path: str) -> int | None:
     """The `oom_kill` line of memory.oom_control (v1) or memory.events (v2)."""
     try:
-        with open(path) as f:
-            for line in f:
-                key, _, value = line.partition(" ")
-                if key == "oom_kill":
-                    return int(value)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = os.read(fd, 4096)  # a few short lines
+        finally:
+            os.close(fd)
     except OSError:
         return None
+    for line in data.split(b"\n"):
+        key, _, value = line.partition(b" ")
+        if key == b"oom_kill":
+            return int(value)
     return 0
 
 
@@ -75,8 +79,11 @@ class OomMonitor(TaskMonitor):
         control = os.open(oom_control, os.O_RDONLY | os.O_CLOEXEC)
         try:
             event_control = os.path.join(os.path.dirname(oom_control), "cgroup.event_control")
-            with open(event_control, "w") as f:
-                f.write(f"{efd} {control}")
+            fd = os.open(event_control, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, f"{efd} {control}".encode())
+            finally:
+                os.close(fd)
         except OSError:
             os.close(efd)
             raise
