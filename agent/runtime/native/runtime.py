@@ -20,6 +20,7 @@ from agent.api.containerd.types import mount_pb2
 from agent.cgroups import Cgroups
 from agent.cgroups import resources as cgroup_resources
 from agent.cgroups.anchor import FreezerAnchor
+from agent.cgroups.join_cache import JoinCache
 from agent.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from agent.runtime.native import checkpoint, errmap, stdio
 from agent.runtime.native.criu import Criu
@@ -51,6 +52,7 @@ class NativeRuntime(PlatformRuntime):
         self.exports: dict[str, str] = {}  # the plugin's, for introspection
         self.criu = Criu()
         self.freezer_anchor: FreezerAnchor | None = None
+        self.join_cache = JoinCache()
         supervisor.on_exit = self.on_supervisor_exit
         supervisor.on_lost = self.on_supervisor_lost
 
@@ -291,6 +293,7 @@ class NativeRuntime(PlatformRuntime):
     def _forget(self, task: NativeTask) -> None:
         if self._tasks.get((task.namespace, task.id)) is task:
             del self._tasks[(task.namespace, task.id)]
+        self.join_cache.drop(task.cgroup)
 
     async def forget_process(self, key: str) -> None:
         """Tell the supervisor to drop a process record; gone already is fine."""
@@ -310,6 +313,7 @@ class NativeRuntime(PlatformRuntime):
             self.freezer_anchor = anchor
 
     def close(self) -> None:
+        self.join_cache.close()
         if self.freezer_anchor is not None:
             self.freezer_anchor.release()
             self.freezer_anchor = None

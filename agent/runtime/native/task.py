@@ -53,7 +53,7 @@ class ExecProcess(NativeProcess):
         payload.bytes(P.T_ANNOTATION, self.record())
         self.spec.add_to(payload)
         opened = stdio.open_into(payload, self.io, stdin_closed=self.stdin_closed)
-        procs_fds, dir_fd = self.task.cgroup.join_files()
+        procs_fds, dir_fd = self.runtime.join_cache.files(self.task.cgroup)  # kept open
         for fd in procs_fds:
             payload.fd(P.T_CGROUP_PROCS, fd)
         if dir_fd is not None:
@@ -72,8 +72,6 @@ class ExecProcess(NativeProcess):
             raise errmap.to_agent_error(e, f"exec {self.spec.args[0]!r} in task {self.task.id}") from None
         finally:
             opened.close()
-            for fd in procs_fds + ([dir_fd] if dir_fd is not None else []):
-                os.close(fd)
         self.pid = pid
         self.status = Status.RUNNING
         self.runtime.publish(self.task.namespace, "/tasks/exec-started",
@@ -238,6 +236,7 @@ class NativeTask(NativeProcess, Task):
                 ex._abort_waiters(NotFound(f"process {ex.id} was deleted with its task"))
             self.execs.clear()
             await self._forget(f"deleting task {self.id}")
+        self.runtime.join_cache.drop(self.cgroup)
         await self.cgroup.delete()
         return exit
 
