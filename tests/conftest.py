@@ -68,7 +68,9 @@ class AgentProcess:
             f.write((config_text or "") + "\n" + "\n".join(lines) + "\n")
         self.proc: subprocess.Popen | None = None
 
-    def start(self, tries: int = 1500) -> "AgentProcess":
+    def start(self, tries: int = 1500, ignored_signals: tuple[int, ...] = ()) -> "AgentProcess":
+        """ignored_signals: the agent starts with these ignored (as under nohup), and so does
+        the supervisor it starts."""
         os.makedirs(os.path.dirname(self.address), mode=0o700, exist_ok=True)
         cmd = [sys.executable, "-m", "agent", "serve", "--address", self.address,
                "--root", self.root, "--state", self.state, "--log-level", "debug"]
@@ -76,7 +78,12 @@ class AgentProcess:
             cmd += ["--config", self.config]
         self.log = open(self.log_path, "ab")
         # cwd outside the checkout: `python -m agent` must import the installed package.
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.base)
+        def ignore() -> None:
+            for sig in ignored_signals:
+                signal.signal(sig, signal.SIG_IGN)
+
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.base,
+                                     preexec_fn=ignore if ignored_signals else None)
         for _ in range(tries):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"agent exited with {self.proc.returncode}:\n{self.read_log()}")

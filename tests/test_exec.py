@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 
 import grpc
 import pytest
@@ -99,6 +100,37 @@ def test_exec_applies_the_process_spec(agent, rootfs):
                                             "NoNewPrivs:", "0"]
 
     run(body())
+
+
+def test_processes_start_with_no_signal_ignored_or_blocked(agent_factory, rootfs):
+    """The supervisor ignores SIGPIPE and blocks the signals it reads; an agent started under
+    nohup passes SIGHUP ignored on to it. None of that reaches a container's processes."""
+    agent = agent_factory().start(ignored_signals=(signal.SIGHUP, signal.SIGUSR1))
+    show = ["/bin/grep", "-E", "^Sig(Ign|Blk):", "/proc/self/status"]
+    clean = ["SigBlk:", "0000000000000000", "SigIgn:", "0000000000000000"]
+
+    async def body():
+        async with Client(agent.address, "test") as c:
+            fifos = FifoSet("sig", stdin=False)
+            try:
+                await c.create_container("sig", default_spec(show, rootfs, namespace="test", id="sig"))
+                fifos.open_readers()
+                await c.create_task("sig", "", fifos.stdout, fifos.stderr)
+                await c.start("sig")
+                assert (await fifos.read(fifos.stdout)).decode().split() == clean
+                assert (await c.wait("sig")).exit_status == 0
+            finally:
+                fifos.close()
+                await remove(c, "sig")
+        async with Client(agent.address, "test") as c, container(c, "c1", rootfs):
+            status, out, _, _ = await run_exec(c, "c1", "sig", show)
+            assert (status, out.decode().split()) == (0, clean)
+
+    run(body())
+    # What the test is about: the supervisor itself does ignore them.
+    status = read_file(f"/proc/{supervisor_pid(agent)}/status").splitlines()
+    ignored = int(next(line.split()[1] for line in status if line.startswith("SigIgn:")), 16)
+    assert ignored & (1 << (signal.SIGHUP - 1)) and ignored & (1 << (signal.SIGUSR1 - 1))
 
 
 def test_exec_events_get_and_wait(agent, rootfs):

@@ -75,13 +75,30 @@ static void close_others(struct spawn_config *cfg, int sync_fd, int extra)
     syscall(SYS_close_range, (unsigned)from, ~0U, 0);
 }
 
+/* Signals ignored in the supervisor: those it was started with ignored, and SIGPIPE. It
+ * installs no handlers, and exec resets handlers anyway, so these are all a child must
+ * set back to default (one call each, not one per signal number). */
+static sigset_t ignored_signals;
+
+void child_probe_signals(void)
+{
+    struct sigaction old;
+    int sig;
+    sigemptyset(&ignored_signals);
+    for (sig = 1; sig < NSIG; sig++)
+        if (sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_IGN)
+            sigaddset(&ignored_signals, sig);
+    sigaddset(&ignored_signals, SIGPIPE);
+}
+
 /* The supervisor blocks and ignores signals for itself; a container starts clean. */
 static void reset_signals(void)
 {
     sigset_t none;
     int sig;
     for (sig = 1; sig < NSIG; sig++)
-        signal(sig, SIG_DFL);
+        if (sigismember(&ignored_signals, sig) == 1)
+            signal(sig, SIG_DFL);
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
 }

@@ -20,6 +20,10 @@ struct child_msg {
 /* Limits the supervisor started with; children get these back before the spec's own. */
 extern struct rlimit sv_original_nofile;
 
+/* Taken once at the supervisor's start, before it ignores SIGPIPE: what children undo. */
+void child_probe_signals(void);
+void process_probe_caps(void);
+
 /* Container init: set up namespaces' contents, report READY, wait for START, exec. */
 void child_init_main(struct spawn_config *cfg, int sync_fd) __attribute__((noreturn));
 

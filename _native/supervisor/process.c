@@ -120,13 +120,24 @@ static int apply_rlimits(struct spawn_config *cfg, struct nerr *e)
     return 0;
 }
 
-static int last_cap(void)
+/* The kernel's highest capability, probed once by the supervisor (42 prctl calls that
+ * every child used to make twice). */
+static int kernel_last_cap = 63;
+
+void process_probe_caps(void)
 {
     int cap;
     for (cap = 0; cap < 64; cap++)
-        if (prctl(PR_CAPBSET_READ, cap, 0, 0, 0) < 0)
-            return cap - 1;
-    return 63;
+        if (prctl(PR_CAPBSET_READ, cap, 0, 0, 0) < 0) {
+            kernel_last_cap = cap - 1;
+            return;
+        }
+    kernel_last_cap = 63;
+}
+
+static int last_cap(void)
+{
+    return kernel_last_cap;
 }
 
 static int apply_caps(struct spawn_config *cfg, struct nerr *e)
