@@ -13,7 +13,10 @@ from agent.api.containerd.events import task_pb2 as ev
 from agent.api.containerd.services.containers.v1 import containers_pb2 as cpb
 from agent.api.containerd.services.tasks.v1 import tasks_pb2 as tpb
 from agent.client import Client, default_spec
+from agent.client.fifo import FifoSet
+from exec_support import state_of
 from helpers import code_of, error_of, leftovers, remove, run, start_container, subscribed
+from polling import settle
 
 NS = "test"
 C = grpc.StatusCode
@@ -296,3 +299,27 @@ def test_bad_inputs_leave_nothing(agent, rootfs, tmp_path):
             await remove(client, "after")
 
     run(scenario())
+
+
+def test_delete_kills_what_the_init_left_in_its_cgroup(agent, rootfs):
+    """Without a pid namespace the init's children outlive it. Delete finds the cgroup busy,
+    kills them, and removes the cgroup: nothing is left."""
+    async def body():
+        async with Client(agent.address, "test") as c:
+            fifos = FifoSet("bg", stdin=False)
+            try:
+                await start_container(c, "bg", ["/bin/sh", "-c", "sleep 3600 >/dev/null 2>&1 &"
+                                                " echo $!"], rootfs, fifos=fifos,
+                                      namespaces=("ipc", "uts", "mount", "network"))
+                child = int(await fifos.read(fifos.stdout))
+                assert (await asyncio.wait_for(c.wait("bg"), 10)).exit_status == 0
+                assert state_of(child) == "S"  # outlived the init, in the task's cgroup
+                assert (await c.delete_task("bg")).exit_status == 0
+                # Killed; the supervisor, its new parent, reaps it.
+                assert await settle(lambda: state_of(child) is None)
+                assert leftovers(agent, "test", "bg") == []
+            finally:
+                fifos.close()
+                await remove(c, "bg")
+
+    run(body())

@@ -122,9 +122,6 @@ class Cgroup(ABC):
     def pids(self) -> list[int]: ...
 
     @abstractmethod
-    def exists(self) -> bool: ...
-
-    @abstractmethod
     def _freeze_write(self, frozen: bool) -> None: ...
 
     @abstractmethod
@@ -189,12 +186,16 @@ class Cgroup(ABC):
             self._freeze_write(False)
 
     async def delete(self) -> None:
-        """Kill anything left, wait until empty, remove the directories."""
-        if not self.exists():
-            # No process ever joins before creation is whole, but a creation cut short (a
-            # crash) may have left some hierarchies' directories.
+        """Remove the directories; anything still inside is killed first, and waited for."""
+        try:
+            # Usually the task's processes are all gone: tried at once, without reading the
+            # process list first. Directories already missing (a creation cut short by a
+            # crash) are skipped.
             self._rmdirs()
             return
+        except OSError as e:
+            if e.errno != errno.EBUSY:
+                raise Internal(f"removing cgroup {self.path}: {e.strerror}") from None
         deadline = time.monotonic() + EMPTY_TIMEOUT
         while self.pids():
             self.signal_all(signal.SIGKILL)

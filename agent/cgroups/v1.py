@@ -30,9 +30,6 @@ class V1Cgroup(Cgroup):
     def _dir(self, controller: str) -> str | None:
         return self.dirs.get(controller)
 
-    def exists(self) -> bool:
-        return os.path.isdir(self.dirs["freezer"])
-
     def create(self, resources: Resources) -> None:
         made: list[str] = []
         cpuset_mount = self.h.v1.get("cpuset")

@@ -34,9 +34,6 @@ class V2Cgroup(Cgroup):
         self.mount = mount
         self.dir = os.path.join(mount, self.path)
 
-    def exists(self) -> bool:
-        return os.path.isdir(self.dir)
-
     def _file(self, name: str) -> str:
         return os.path.join(self.dir, name)
 
