@@ -176,13 +176,15 @@ static const char *const DEV_LINKS[][2] = {
     {"ptmx", "pts/ptmx"},
 };
 
-static int make_node(int rootfd, const char *path, char type, unsigned maj, unsigned min,
-                     mode_t perm, uid_t uid, gid_t gid, struct nerr *e)
+/* One node in an open directory. The caller has set the umask to 0, so mknod gives the
+ * exact permissions; chmod is needed only for the set-id and sticky bits, which chown
+ * clears. */
+static int make_node_at(int parent, const char *path, const char *name, char type,
+                        unsigned maj, unsigned min, mode_t perm, uid_t uid, gid_t gid,
+                        struct nerr *e)
 {
-    char parent_path[PATH_MAX];
-    const char *base = strrchr(path, '/');
     mode_t kind;
-    int parent, r;
+    int r;
 
     switch (type) {
     case 'c': case 'u': kind = S_IFCHR; break;
@@ -190,26 +192,12 @@ static int make_node(int rootfd, const char *path, char type, unsigned maj, unsi
     case 'p': kind = S_IFIFO; break;
     default: return nerr_set(e, EINVAL, "device %s: unknown type '%c'", path, type);
     }
-    if (!base || strlen(path) >= sizeof(parent_path))
-        return nerr_set(e, EINVAL, "device %s: path must be absolute", path);
-    memcpy(parent_path, path, (size_t)(base - path));
-    parent_path[base - path] = '\0';
-    {
-        int pfd = ensure_in_root(rootfd, parent_path[0] ? parent_path : "/", 1, e);
-        if (pfd < 0)
-            return nerr_wrap(e, "device %s", path);
-        close(pfd);
-    }
-    parent = openat2_in_root(rootfd, parent_path[0] ? parent_path : "/", O_PATH | O_DIRECTORY);
-    if (parent < 0)
-        return nerr_sys(e, errno, "device %s: opening parent", path);
-    unlinkat(parent, base + 1, 0);
-    r = mknodat(parent, base + 1, kind | (perm & 07777), makedev(maj, min));
+    unlinkat(parent, name, 0);
+    r = mknodat(parent, name, kind | (perm & 07777), makedev(maj, min));
     if (r == 0)
-        r = fchownat(parent, base + 1, uid, gid, AT_SYMLINK_NOFOLLOW);
-    if (r == 0) {
-        /* mknod applies the umask; set the exact mode. */
-        int nfd = openat(parent, base + 1, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        r = fchownat(parent, name, uid, gid, AT_SYMLINK_NOFOLLOW);
+    if (r == 0 && (perm & 07000)) {
+        int nfd = openat(parent, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
         char p[64];
         if (nfd >= 0) {
             fd_path(p, sizeof(p), nfd);
@@ -217,10 +205,28 @@ static int make_node(int rootfd, const char *path, char type, unsigned maj, unsi
             close(nfd);
         }
     }
-    close(parent);
     if (r < 0)
         return nerr_sys(e, errno, "creating device %s", path);
     return 0;
+}
+
+static int make_node(int rootfd, const char *path, char type, unsigned maj, unsigned min,
+                     mode_t perm, uid_t uid, gid_t gid, struct nerr *e)
+{
+    char parent_path[PATH_MAX];
+    const char *base = strrchr(path, '/');
+    int parent, r;
+
+    if (!base || strlen(path) >= sizeof(parent_path))
+        return nerr_set(e, EINVAL, "device %s: path must be absolute", path);
+    memcpy(parent_path, path, (size_t)(base - path));
+    parent_path[base - path] = '\0';
+    parent = ensure_in_root(rootfd, parent_path[0] ? parent_path : "/", 1, e);
+    if (parent < 0)
+        return nerr_wrap(e, "device %s", path);
+    r = make_node_at(parent, path, base + 1, type, maj, min, perm, uid, gid, e);
+    close(parent);
+    return r;
 }
 
 static int setup_dev(int rootfd, struct spawn_config *cfg, struct nerr *e)
@@ -229,16 +235,18 @@ static int setup_dev(int rootfd, struct spawn_config *cfg, struct nerr *e)
     int devfd;
 
     if (cfg->default_devices) {
+        devfd = ensure_in_root(rootfd, "/dev", 1, e);
+        if (devfd < 0)
+            return nerr_wrap(e, "opening /dev in the rootfs");
         for (i = 0; i < sizeof(DEFAULT_DEVICES) / sizeof(DEFAULT_DEVICES[0]); i++) {
             char path[32];
             snprintf(path, sizeof(path), "/dev/%s", DEFAULT_DEVICES[i].name);
-            if (make_node(rootfd, path, 'c', DEFAULT_DEVICES[i].maj, DEFAULT_DEVICES[i].min,
-                          0666, 0, 0, e) < 0)
+            if (make_node_at(devfd, path, DEFAULT_DEVICES[i].name, 'c', DEFAULT_DEVICES[i].maj,
+                             DEFAULT_DEVICES[i].min, 0666, 0, 0, e) < 0) {
+                close(devfd);
                 return -1;
+            }
         }
-        devfd = openat2_in_root(rootfd, "/dev", O_PATH | O_DIRECTORY);
-        if (devfd < 0)
-            return nerr_sys(e, errno, "opening /dev in the rootfs");
         for (i = 0; i < sizeof(DEV_LINKS) / sizeof(DEV_LINKS[0]); i++) {
             if (symlinkat(DEV_LINKS[i][1], devfd, DEV_LINKS[i][0]) < 0 && errno != EEXIST) {
                 int err = errno;
@@ -294,9 +302,14 @@ int container_prepare_rootfs(struct spawn_config *cfg, struct nerr *e)
             return -1;
         }
     }
-    if (setup_dev(rootfd, cfg, e) < 0) {
-        close(rootfd);
-        return -1;
+    {
+        mode_t umask_was = umask(0); /* device nodes get exactly their modes */
+        int r = setup_dev(rootfd, cfg, e);
+        umask(umask_was);
+        if (r < 0) {
+            close(rootfd);
+            return -1;
+        }
     }
     close(rootfd);
     return 0;
