@@ -91,6 +91,8 @@ static int setup(int listen_fd, int *sigfd)
         perror("supervisor: becoming a subreaper");
         return -1;
     }
+    child_probe_signals(); /* before SIGPIPE is ignored below: what children undo */
+    process_probe_caps();
     signal(SIGPIPE, SIG_IGN);
     sigemptyset(&mask);
     sigaddset(&mask, SIGCHLD);
