@@ -1,7 +1,7 @@
 """The container's /dev: the default nodes (null, zero, full, random, urandom, tty) and the
 spec's own devices, each with its exact type, numbers, mode and owner, also a mode with the
-set-group-id bit (chown clears it; it must be set again after), and a device in a
-directory that does not exist yet."""
+set-group-id and group-execute bits (chown clears the first; it must be set again after),
+and a device in a directory that does not exist yet."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def test_device_nodes_have_their_exact_modes_and_owners(agent, rootfs):
          "uid": 1000, "gid": 1001},
         {"path": "/dev/sub/blk", "type": "b", "major": 7, "minor": 3, "fileMode": 0o600,
          "uid": 0, "gid": 6},
-        {"path": "/dev/sgid", "type": "c", "major": 1, "minor": 3, "fileMode": 0o2660,
+        {"path": "/dev/sgid", "type": "c", "major": 1, "minor": 3, "fileMode": 0o2670,
          "uid": 0, "gid": 5},
     ]
 
@@ -52,7 +52,7 @@ def test_device_nodes_have_their_exact_modes_and_owners(agent, rootfs):
             "/dev/tty character special file 666 0 0 5 0",
             "/dev/fuse character special file 640 1000 1001 a e5",
             "/dev/sub/blk block special file 600 0 6 7 3",
-            "/dev/sgid character special file 2660 0 5 1 3",
+            "/dev/sgid character special file 2670 0 5 1 3",
             "pts/ptmx",
             "/proc/self/fd",
         ]

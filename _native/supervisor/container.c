@@ -176,13 +176,14 @@ static const char *const DEV_LINKS[][2] = {
     {"ptmx", "pts/ptmx"},
 };
 
-/* One node in an open directory. The caller has set the umask to 0, so mknod gives the
- * exact permissions; chmod is needed only for the set-id and sticky bits, which chown
- * clears. */
+/* One node in an open directory. The caller has set the umask to 0, so mknod usually gives
+ * the exact permissions; chmod follows only when the node's mode differs (chown clears
+ * set-id bits; a default ACL on the directory narrows the mode). */
 static int make_node_at(int parent, const char *path, const char *name, char type,
                         unsigned maj, unsigned min, mode_t perm, uid_t uid, gid_t gid,
                         struct nerr *e)
 {
+    struct stat st;
     mode_t kind;
     int r;
 
@@ -196,7 +197,8 @@ static int make_node_at(int parent, const char *path, const char *name, char typ
     r = mknodat(parent, name, kind | (perm & 07777), makedev(maj, min));
     if (r == 0)
         r = fchownat(parent, name, uid, gid, AT_SYMLINK_NOFOLLOW);
-    if (r == 0 && (perm & 07000)) {
+    if (r == 0 && fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        (st.st_mode & 07777) != (perm & 07777)) {
         int nfd = openat(parent, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
         char p[64];
         if (nfd >= 0) {
