@@ -33,7 +33,7 @@ def _is_open(fd: int) -> bool:
 
 
 def test_kept_for_the_most_recent_and_closed_when_evicted_or_dropped():
-    cache = JoinCache(capacity=2)
+    cache = JoinCache(max_fds=4)  # two of these cgroups
     a, b, c = FakeCgroup(), FakeCgroup(), FakeCgroup()
     fa, _ = cache.files(a)
     assert cache.files(a) == (fa, None) and a.opened == 1  # the same descriptors again
@@ -52,6 +52,17 @@ def test_kept_for_the_most_recent_and_closed_when_evicted_or_dropped():
     assert len(cache) == 0 and not any(map(_is_open, fb))
 
 
+def test_the_newest_entry_stays_even_alone_over_the_budget():
+    cache = JoinCache(max_fds=1)
+    a, b = FakeCgroup(), FakeCgroup()
+    fa, _ = cache.files(a)
+    assert all(map(_is_open, fa)) and cache.fds_open == 2
+    fb, _ = cache.files(b)  # a goes; b, just opened for its caller, stays
+    assert not any(map(_is_open, fa)) and all(map(_is_open, fb)) and len(cache) == 1
+    cache.close()
+    assert cache.fds_open == 0
+
+
 @needs_root
 def test_a_deleted_task_leaves_no_descriptor_into_its_cgroup(agent, rootfs):
     def cgroup_fds() -> list[str]:
@@ -61,7 +72,7 @@ def test_a_deleted_task_leaves_no_descriptor_into_its_cgroup(agent, rootfs):
                 target = os.readlink(f"/proc/{agent.proc.pid}/fd/{fd}")
             except OSError:
                 continue
-            if target.startswith("/sys/fs/cgroup/") and "/j1" in target:
+            if f"/{agent.cgroup_parent}/test/j1" in target:
                 out.append(target)
         return out
 
@@ -71,7 +82,8 @@ def test_a_deleted_task_leaves_no_descriptor_into_its_cgroup(agent, rootfs):
                 status, _, _, _ = await run_exec(c, "j1", "e1", ["/bin/true"])
                 assert status == 0
                 held = cgroup_fds()
-                assert held and all(t.endswith("/test/j1/tasks") for t in held)
+                # v1: a `tasks` file per hierarchy; v2: the cgroup's directory
+                assert held and all(t.endswith(("/test/j1/tasks", "/test/j1")) for t in held)
             assert cgroup_fds() == []
 
     run(body())

@@ -53,7 +53,12 @@ class ExecProcess(NativeProcess):
         payload.bytes(P.T_ANNOTATION, self.record())
         self.spec.add_to(payload)
         opened = stdio.open_into(payload, self.io, stdin_closed=self.stdin_closed)
-        procs_fds, dir_fd = self.runtime.join_cache.files(self.task.cgroup)  # kept open
+        try:
+            procs_fds, dir_fd = self.runtime.join_cache.files(self.task.cgroup)  # kept open
+        except OSError as e:
+            opened.close()
+            raise FailedPrecondition(f"cannot start exec {self.id}: joining the cgroup of task "
+                                     f"{self.task.id}: {e.strerror}") from None
         for fd in procs_fds:
             payload.fd(P.T_CGROUP_PROCS, fd)
         if dir_fd is not None:
