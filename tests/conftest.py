@@ -78,12 +78,10 @@ class AgentProcess:
             cmd += ["--config", self.config]
         self.log = open(self.log_path, "ab")
         # cwd outside the checkout: `python -m agent` must import the installed package.
-        def ignore() -> None:
-            for sig in ignored_signals:
-                signal.signal(sig, signal.SIG_IGN)
-
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.base,
-                                     preexec_fn=ignore if ignored_signals else None)
+        if ignored_signals:  # through a shell: no Python runs between fork and exec
+            names = " ".join(signal.Signals(s).name[3:] for s in ignored_signals)
+            cmd = ["/bin/sh", "-c", f"trap '' {names}; exec \"$0\" \"$@\""] + cmd
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.base)
         for _ in range(tries):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"agent exited with {self.proc.returncode}:\n{self.read_log()}")

@@ -36,6 +36,9 @@ class GenericHandlersOnly:
     def add_registered_method_handlers(self, service_name: str, handlers: dict) -> None:
         pass  # the same handlers arrived through add_generic_rpc_handlers
 
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._server, name)  # anything else is the server's own
+
 
 class AgentServer:
     def __init__(self, config: Config):
