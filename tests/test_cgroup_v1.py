@@ -89,3 +89,15 @@ def test_device_rules_are_written_in_order(v1_top):
     assert _read(os.path.join(denied.dirs["devices"], "devices.list")).splitlines() == [
         "c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
         "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm"]
+
+
+def test_a_parent_that_stopped_filling_its_children_is_made_up_for(v1_top):
+    h, top = v1_top
+    first = V1Cgroup(h, f"{top}/ns/a")
+    first.create(Resources())
+    with open(os.path.join(h.v1["cpuset"], top, "ns", "cgroup.clone_children"), "w") as f:
+        f.write("0")  # behind the agent's back
+    second = V1Cgroup(h, f"{top}/ns/b")
+    second.create(Resources())
+    assert _read(os.path.join(second.dirs["cpuset"], "cpuset.cpus")).strip() != ""
+    _joins(second)
