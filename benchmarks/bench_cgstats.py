@@ -9,6 +9,7 @@ Everything it made is removed at the end, also on failure. Needs root and cgroup
     python benchmarks/bench_cgstats.py                # 1000 tasks
     python benchmarks/bench_cgstats.py --quick        # 100 tasks
     python benchmarks/bench_cgstats.py --empty --json out.json
+    python benchmarks/bench_cgstats.py --file-costs   # one task's files, one by one (C probe)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -87,6 +89,33 @@ class Tasks:
             rmdir_retry(root)
 
 
+# The files the v1 reader (_native/cgstats/cgv1.c) opens for one task, in its order, by
+# controller. The first blkio file is absent on kernels without CFQ: the reader's failed
+# open of it is part of its cost.
+V1_FILES = (
+    ("pids", ("pids.current", "pids.max")),
+    ("cpuacct", ("cpuacct.usage", "cpuacct.stat", "cpuacct.usage_percpu")),
+    ("cpu", ("cpu.stat",)),
+    ("memory", ("memory.stat",) + tuple(
+        f"memory.{kind}{entry}"
+        for kind in ("", "memsw.", "kmem.", "kmem.tcp.")
+        for entry in ("limit_in_bytes", "usage_in_bytes", "max_usage_in_bytes", "failcnt")
+    ) + ("memory.oom_control",)),
+    ("blkio", ("blkio.io_service_bytes_recursive", "blkio.throttle.io_service_bytes",
+               "blkio.throttle.io_serviced")),
+)
+
+
+def file_costs(task: dict[str, str], rounds: int) -> int:
+    """Compile and run cgroup_file_cost.c over one task's files; prints its table."""
+    source = Path(__file__).resolve().parent / "cgroup_file_cost.c"
+    with tempfile.TemporaryDirectory(prefix="taskagent-probe-") as tmp:
+        exe = os.path.join(tmp, "cgroup_file_cost")
+        subprocess.run(["gcc", "-O2", "-Wall", "-o", exe, str(source)], check=True)
+        files = [f"{task[c]}:{name}" for c, names in V1_FILES for name in names]
+        return subprocess.run([exe, str(rounds)] + files).returncode
+
+
 def time_batch(version: int, dirs: list, runs: int, threads: int) -> list[float]:
     times = []
     for _ in range(runs):
@@ -121,8 +150,10 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--empty", action="store_true", help="cgroups without a process")
     ap.add_argument("--json", metavar="PATH", help="write the figures here")
+    ap.add_argument("--file-costs", action="store_true",
+                    help="time each file of one task instead (compiles a C probe with gcc)")
     args = ap.parse_args()
-    n = 100 if args.quick else args.tasks
+    n = 1 if args.file_costs else 100 if args.quick else args.tasks
 
     if os.geteuid() != 0:
         print("bench_cgstats: needs root (it makes cgroups)", file=sys.stderr)
@@ -139,6 +170,9 @@ def main() -> int:
     rows = []
     try:
         tasks.create(with_procs=not args.empty)
+        if args.file_costs:
+            print(f"cgroup v1, one task's files, µs each, median of {args.runs * 100} reads")
+            return file_costs(tasks.dirs[0], args.runs * 100)
         label = "empty" if args.empty else "1 sleeping process each"
         print(f"cgroup v1, {n} tasks ({label}), {os.cpu_count()} CPUs, median of {args.runs}")
         cgstats.read_many(1, tasks.dirs)  # warm the dentry and inode caches once
