@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -28,6 +29,20 @@ def test_socket_is_private(agent):
     assert stat.S_ISSOCK(st.st_mode)
     assert stat.S_IMODE(st.st_mode) == 0o660
     assert not os.stat(os.path.dirname(agent.address)).st_mode & stat.S_IWOTH
+
+
+def test_a_burst_of_calls_is_served_whole(agent):
+    """Thousands of calls at once all get their answer: none is dropped as CANCELLED while
+    it waits for the server to take it up."""
+    import agent as package
+
+    async def burst() -> list:
+        async with Client(agent.address, "test") as c:
+            return await asyncio.gather(*(c.server_version() for _ in range(3000)),
+                                        return_exceptions=True)
+
+    answers = run(burst())
+    assert [a for a in answers if a != package.__version__] == []
 
 
 def test_second_agent_on_live_socket_refuses(agent, agent_factory):

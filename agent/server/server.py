@@ -18,6 +18,9 @@ from agent.server.prometheus import PrometheusServer
 
 log = logging.getLogger(__name__)
 
+# Calls the transport may hold before the server takes them up (see where it is used).
+MAX_PENDING_CALLS = 1 << 16
+
 
 class GenericHandlersOnly:
     """What the generated `add_*Servicer_to_server` functions are given instead of the server.
@@ -84,6 +87,11 @@ class AgentServer:
                 ("grpc.max_receive_message_length", cfg.max_recv_message_size),
                 ("grpc.max_send_message_length", cfg.max_send_message_size),
                 ("grpc.so_reuseport", 0),
+                # grpc core drops calls beyond 1,000 not yet taken up by the aio server (which
+                # takes them one at a time) as CANCELLED, so a burst of a few thousand calls
+                # lost some with no reason given; Go's server, containerd's, queues them all.
+                ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
+                ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
             ],
         )
         registrar = GenericHandlersOnly(server)
