@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from agent import filters, identifiers, plugin
+from agent.cancellation import finish, uncancellable
 from agent.api.containerd.services.tasks.v1 import tasks_pb2 as api
 from agent.api.containerd.types.task import task_pb2 as types
 from agent.api.runc import options_pb2
@@ -192,10 +193,18 @@ class TasksLocal:
                 raise
             opts.checkpoint = restore_dir
         try:
-            task = await runtime.create(ns, r.container_id, opts)
+            task, cancelled = await finish(runtime.create(ns, r.container_id, opts))
         finally:
             if restore_dir:
                 shutil.rmtree(restore_dir, ignore_errors=True)
+        if cancelled:
+            # The client is gone before it learnt of the task: take it back down, as a failed
+            # Create leaves nothing.
+            try:
+                await uncancellable(runtime.delete(ns, r.container_id))
+            except Exception as e:
+                log.error("removing task %s of a cancelled Create: %s", r.container_id, e)
+            raise asyncio.CancelledError()
         self.monitor.monitor(task, {"runtime": container.runtime.name})
         return api.CreateTaskResponse(container_id=r.container_id, pid=task.state().pid)
 
@@ -205,20 +214,24 @@ class TasksLocal:
 
     async def start(self, ns: str, r: api.StartRequest) -> api.StartResponse:
         proc = self._process(ns, r.container_id, r.exec_id)
-        return api.StartResponse(pid=await proc.start())
+        return api.StartResponse(pid=await uncancellable(proc.start()))
 
     async def delete(self, ns: str, r: api.DeleteTaskRequest) -> api.DeleteResponse:
         runtime = self._runtime_of(ns, r.container_id)
         task = runtime.get(ns, r.container_id)
-        exit = await runtime.delete(ns, r.container_id)
-        self.monitor.stop(task)
-        return _delete_response(exit)
+
+        async def delete() -> Exit:
+            exit = await runtime.delete(ns, r.container_id)
+            self.monitor.stop(task)
+            return exit
+
+        return _delete_response(await uncancellable(delete()))
 
     async def delete_process(self, ns: str, r: api.DeleteProcessRequest) -> api.DeleteResponse:
         if not r.exec_id:
             raise InvalidArgument("exec id cannot be empty")
         proc = self._task(ns, r.container_id).process(r.exec_id)
-        return _delete_response(await proc.delete(), r.exec_id)
+        return _delete_response(await uncancellable(proc.delete()), r.exec_id)
 
     async def get(self, ns: str, r: api.GetRequest) -> api.GetResponse:
         proc = self._process(ns, r.container_id, r.exec_id)
@@ -238,7 +251,7 @@ class TasksLocal:
 
     async def kill(self, ns: str, r: api.KillRequest) -> None:
         proc = self._process(ns, r.container_id, r.exec_id)
-        await proc.kill(r.signal, r.all)
+        await uncancellable(proc.kill(r.signal, r.all))
 
     async def exec(self, ns: str, r: api.ExecProcessRequest) -> None:
         if not r.exec_id:
@@ -257,10 +270,10 @@ class TasksLocal:
     async def close_io(self, ns: str, r: api.CloseIORequest) -> None:
         proc = self._process(ns, r.container_id, r.exec_id)
         if r.stdin:
-            await proc.close_io()
+            await uncancellable(proc.close_io())
 
     async def pause(self, ns: str, r: api.PauseTaskRequest) -> None:
-        await self._task(ns, r.container_id).pause()
+        await uncancellable(self._task(ns, r.container_id).pause())
 
     async def resume(self, ns: str, r: api.ResumeTaskRequest) -> None:
         await self._task(ns, r.container_id).resume()
