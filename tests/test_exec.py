@@ -386,6 +386,32 @@ def test_exec_of_a_missing_program(agent, rootfs):
     run(body())
 
 
+def test_exec_with_a_missing_working_directory_fails_and_makes_nothing(agent, rootfs):
+    """As runc: a container's init gets a missing working directory made, an exec does not
+    (its Start fails naming the directory, and the rootfs is left as it was)."""
+    async def body():
+        async with Client(agent.address, "test") as c, \
+                container(c, "c1", rootfs):
+            made = os.path.join(rootfs, "made-for-init")
+            assert not os.path.exists(os.path.join(rootfs, "not-there"))
+            await c.exec("c1", "x1", process_spec(["/bin/pwd"], cwd="/not-there"))
+            e = await error_of(asyncio.wait_for(c.start("c1", "x1"), 5))
+            assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert "working directory /not-there" in e.details()
+            assert not os.path.exists(os.path.join(rootfs, "not-there"))
+            await c.delete_process("c1", "x1")
+            status, out, _, _ = await run_exec(c, "c1", "ok", ["/bin/pwd"], cwd="/etc")
+            assert (status, out) == (0, b"/etc\n")
+        async with Client(agent.address, "test") as c, \
+                container(c, "c2", rootfs, ["/bin/sleep", "3600"], cwd="/made-for-init"):
+            try:
+                assert os.path.isdir(made)
+            finally:
+                os.rmdir(made)
+
+    run(body())
+
+
 def test_exec_leaves_no_leak_after_1000_runs(agent, rootfs):
     """1,000 execs of /bin/true (Exec, Start, Wait, DeleteProcess): the agent and the
     supervisor end with the fds and threads they had, and no zombie anywhere below them."""

@@ -211,7 +211,7 @@ void child_init_main(struct spawn_config *cfg, int sync_fd)
         setsid();
     }
     close(devnull);
-    if (process_finalize(cfg, &e) < 0 || process_resolve(cfg, path, sizeof(path), &e) < 0)
+    if (process_finalize(cfg, 1, &e) < 0 || process_resolve(cfg, path, sizeof(path), &e) < 0)
         fail(sync_fd, &e);
     report(sync_fd, CHILD_READY, NULL);
     /* Created: wait here, stopped before exec, until Start (or until the supervisor lets go). */
@@ -254,7 +254,7 @@ void child_exec_main(struct spawn_config *cfg, int sync_fd, int target_pidfd, in
         fail(sync_fd, &e);
     }
     close(devnull);
-    if (process_finalize(cfg, &e) < 0 || process_resolve(cfg, path, sizeof(path), &e) < 0)
+    if (process_finalize(cfg, 0, &e) < 0 || process_resolve(cfg, path, sizeof(path), &e) < 0)
         fail(sync_fd, &e);
     exec_now(cfg, sync_fd, path);
     _exit(127);

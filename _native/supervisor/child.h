@@ -39,7 +39,9 @@ int container_finish(struct spawn_config *cfg, struct nerr *e);
 /* Process attributes (process.c). */
 int process_setup_terminal(struct spawn_config *cfg, int sync_fd, struct nerr *e);
 int process_setup_stdio(struct spawn_config *cfg, int devnull, struct nerr *e);
-int process_finalize(struct spawn_config *cfg, struct nerr *e);
+/* make_cwd: a container's init gets a working directory that is missing made (as runc
+ * does); an exec does not, and fails naming it. */
+int process_finalize(struct spawn_config *cfg, int make_cwd, struct nerr *e);
 int process_resolve(struct spawn_config *cfg, char *path, size_t size, struct nerr *e);
 
 #endif

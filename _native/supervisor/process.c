@@ -195,7 +195,7 @@ static int mkdir_p(const char *path)
     return mkdir(buf, 0755);
 }
 
-int process_finalize(struct spawn_config *cfg, struct nerr *e)
+int process_finalize(struct spawn_config *cfg, int make_cwd, struct nerr *e)
 {
     const char *cwd = cfg->cwd && cfg->cwd[0] ? cfg->cwd : "/";
 
@@ -214,8 +214,9 @@ int process_finalize(struct spawn_config *cfg, struct nerr *e)
     if (apply_rlimits(cfg, e) < 0)
         return -1;
     if (chdir(cwd) < 0) {
-        mkdir_p(cwd);
-        if (chdir(cwd) < 0)
+        if (make_cwd)
+            mkdir_p(cwd);
+        if (!make_cwd || chdir(cwd) < 0)
             return nerr_sys(e, errno, "chdir to the working directory %s", cwd);
     }
     if (cfg->has_caps && drop_bounding(cfg, e) < 0)
