@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import stat
 import subprocess
 
 import grpc
@@ -330,7 +331,8 @@ def _session_tty(pid: int) -> tuple[int, int, int, int]:
 
 def test_a_terminal_is_the_controlling_terminal(agent, rootfs):
     """terminal=true, for the init and for an exec: a session of its own whose controlling
-    terminal is the pty (setsid + TIOCSCTTY); ResizePty sets the pty's size."""
+    terminal is the pty (setsid + TIOCSCTTY), for the init also bound over /dev/console;
+    ResizePty sets the pty's size."""
 
     async def body():
         async with Client(agent.address, "test") as c:
@@ -341,6 +343,11 @@ def test_a_terminal_is_the_controlling_terminal(agent, rootfs):
                 reader = asyncio.ensure_future(fifos.read(fifos.stdout))
                 pid, sid, tty_nr, tpgid = _session_tty(init)
                 assert (sid, tpgid) == (pid, pid) and tty_nr != 0
+                # As runc: the init's pty is also the container's /dev/console.
+                console = os.stat(f"/proc/{init}/root/dev/console")
+                tty = os.stat(f"/proc/{init}/fd/0")
+                assert stat.S_ISCHR(console.st_mode)
+                assert (console.st_dev, console.st_ino) == (tty.st_dev, tty.st_ino)
                 t_fifos, t_pid = await start_exec(c, "c1", "t1", ["/bin/sleep", "3600"],
                                                   terminal=True)
                 t_fifos.close()

@@ -203,7 +203,7 @@ void child_init_main(struct spawn_config *cfg, int sync_fd)
         fail(sync_fd, &e);
     devnull = container_devnull(devnull);
     if (cfg->terminal) {
-        if (process_setup_terminal(cfg, sync_fd, &e) < 0)
+        if (process_setup_terminal(cfg, sync_fd, 1, &e) < 0)
             fail(sync_fd, &e);
     } else {
         if (process_setup_stdio(cfg, devnull, &e) < 0)
@@ -248,7 +248,7 @@ void child_exec_main(struct spawn_config *cfg, int sync_fd, int target_pidfd, in
     close(target_pidfd);
     devnull = container_devnull(devnull);
     if (cfg->terminal) {
-        if (process_setup_terminal(cfg, sync_fd, &e) < 0)
+        if (process_setup_terminal(cfg, sync_fd, 0, &e) < 0)
             fail(sync_fd, &e);
     } else if (process_setup_stdio(cfg, devnull, &e) < 0) {
         fail(sync_fd, &e);

@@ -37,7 +37,8 @@ int container_pivot(struct spawn_config *cfg, struct nerr *e);
 int container_finish(struct spawn_config *cfg, struct nerr *e);
 
 /* Process attributes (process.c). */
-int process_setup_terminal(struct spawn_config *cfg, int sync_fd, struct nerr *e);
+/* console: the pty is also bound over /dev/console (a container's init, as runc does). */
+int process_setup_terminal(struct spawn_config *cfg, int sync_fd, int console, struct nerr *e);
 int process_setup_stdio(struct spawn_config *cfg, int devnull, struct nerr *e);
 /* make_cwd: a container's init gets a working directory that is missing made (as runc
  * does); an exec does not, and fails naming it. */

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -50,11 +51,31 @@ static int send_fd(int sock, int kind, int fd, struct nerr *e)
     return 0;
 }
 
+/* Bind the pty numbered n of the container's devpts over /dev/console: an empty file made
+ * for it if missing, in place of a symbolic link (a mount would follow it). */
+static int bind_console(int n, struct nerr *e)
+{
+    char pts[32];
+    struct stat st;
+    int fd;
+    if (lstat("/dev/console", &st) == 0 && S_ISLNK(st.st_mode) && unlink("/dev/console") < 0)
+        return nerr_sys(e, errno, "terminal: removing the link /dev/console");
+    fd = open("/dev/console", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+    if (fd >= 0)
+        close(fd);
+    else if (errno != EEXIST)
+        return nerr_sys(e, errno, "terminal: making /dev/console");
+    snprintf(pts, sizeof(pts), "/dev/pts/%d", n);
+    if (mount(pts, "/dev/console", NULL, MS_BIND, NULL) < 0)
+        return nerr_sys(e, errno, "terminal: binding %s over /dev/console", pts);
+    return 0;
+}
+
 /* Open a pty inside the container's devpts, hand the master to the supervisor and make the
  * slave our controlling terminal and stdio. */
-int process_setup_terminal(struct spawn_config *cfg, int sync_fd, struct nerr *e)
+int process_setup_terminal(struct spawn_config *cfg, int sync_fd, int console, struct nerr *e)
 {
-    int master, slave, unlock = 0;
+    int master, slave, unlock = 0, n;
     struct winsize ws;
 
     master = open("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
@@ -70,6 +91,16 @@ int process_setup_terminal(struct spawn_config *cfg, int sync_fd, struct nerr *e
     if (slave < 0) {
         close(master);
         return nerr_sys(e, errno, "terminal: opening the pty peer");
+    }
+    if (console) {
+        int r = ioctl(master, TIOCGPTN, &n) < 0
+                    ? nerr_sys(e, errno, "terminal: reading the pty's number")
+                    : bind_console(n, e);
+        if (r < 0) {
+            close(master);
+            close(slave);
+            return -1;
+        }
     }
     if (cfg->width && cfg->height) {
         memset(&ws, 0, sizeof(ws));
