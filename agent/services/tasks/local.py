@@ -337,7 +337,7 @@ class TasksLocal:
         try:
             req, kept = checkpoints.request_from(r.options if r.HasField("options") else None,
                                                  scratch)
-            await task.checkpoint(req.image_path, req)
+            await uncancellable(task.checkpoint(req.image_path, req))  # criu runs to its end
             if kept:  # the client asked for the images in its own directory
                 return api.CheckpointTaskResponse()
             lease = reqctx.lease()
