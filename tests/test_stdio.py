@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import signal
 import stat
 import subprocess
 
 import grpc
 import pytest
-from exec_support import container, process_spec, run_exec, start_exec
+from exec_support import container, process_spec, run_exec, start_exec, supervisor_pid
 from grpc_helpers import needs_root
 from helpers import code_of, ctr, need_ctr, remove, run, start_container, with_fifo_dir
 
@@ -254,6 +255,58 @@ def test_ctr_exec_with_piped_stdin(agent, rootfs):
         ctr(agent.address, "t", "kill", "-s", "SIGKILL", "c1")
         ctr(agent.address, "t", "delete", "-f", "c1")
         ctr(agent.address, "c", "rm", "c1")
+
+
+@pytest.mark.ctr
+def test_ctr_exec_with_stdin_that_ends_at_once(agent, rootfs):
+    """`printf x | ctr task exec ...`: ctr's CloseIO comes as soon as its input ends, while
+    the exec's Start is still on its way; the process still gets its EOF."""
+    need_ctr()
+    r = ctr(agent.address, "run", "-d", "--rootfs", rootfs, "c1", "/bin/sleep", "1000")
+    assert r.returncode == 0, r.stderr
+    try:
+        for i in range(10):
+            pipeline = (f"printf 'line {i}' | timeout -k 5 60 ctr -a {agent.address} "
+                        f"t exec --exec-id x{i} c1 /bin/sh -c 'cat; exit 4'")
+            r = subprocess.run(["sh", "-c", pipeline], capture_output=True, check=False)
+            assert (r.returncode, r.stdout) == (4, b"line %d" % i), r.stderr
+    finally:
+        ctr(agent.address, "t", "kill", "-s", "SIGKILL", "c1")
+        ctr(agent.address, "t", "delete", "-f", "c1")
+        ctr(agent.address, "c", "rm", "c1")
+
+
+def test_closeio_while_the_exec_is_starting_is_applied(agent, rootfs):
+    """CloseIO that arrives while the exec's Start waits on the supervisor (held stopped
+    here) closes stdin once the process runs: it is neither lost nor refused."""
+    async def body():
+        async with Client(agent.address, "test") as c, container(c, "c1", rootfs):
+            fifos = FifoSet("e1")
+            fifos.open_readers()
+            try:
+                await c.exec("c1", "e1", process_spec(["/bin/sh", "-c", "cat; exit 5"]),
+                             fifos.stdin, fifos.stdout, fifos.stderr)
+                sup = supervisor_pid(agent)
+                os.kill(sup, signal.SIGSTOP)
+                try:
+                    start = asyncio.ensure_future(c.start("c1", "e1"))
+                    await asyncio.sleep(0.3)  # the agent has opened stdin and sent Start
+                    os.write(fifos.open_stdin(), b"one\n")
+                    close = asyncio.ensure_future(c.close_stdin("c1", "e1"))
+                    await asyncio.sleep(0.3)
+                    assert not close.done()  # it waits for Start, not refused
+                finally:
+                    os.kill(sup, signal.SIGCONT)
+                assert await asyncio.wait_for(start, 10) > 0
+                reader = asyncio.ensure_future(fifos.read(fifos.stdout))  # it has a writer now
+                await asyncio.wait_for(close, 10)
+                assert (await asyncio.wait_for(c.wait("c1", "e1"), 10)).exit_status == 5
+                assert await asyncio.wait_for(reader, 10) == b"one\n"
+                await c.delete_process("c1", "e1")
+            finally:
+                fifos.close()
+
+    run(body())
 
 
 @pytest.mark.ctr

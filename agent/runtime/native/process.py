@@ -37,6 +37,7 @@ class NativeProcess(Process):
         self.exit_published = False
         self._waiters: list[asyncio.Future] = []
         self._starting = False
+        self._start_done = asyncio.Event()  # set once a Start has answered, either way
         self._held_exit: Exit | None = None
 
     @property
@@ -100,10 +101,12 @@ class NativeProcess(Process):
 
     def _begin_start(self) -> None:
         self._starting = True
+        self._start_done.clear()
 
     def _end_start(self) -> None:
         """Start has published its event: deliver an exit that came in meanwhile."""
         self._starting = False
+        self._start_done.set()
         held, self._held_exit = self._held_exit, None
         if held is not None:
             self.on_exit(held)

@@ -90,6 +90,11 @@ class ExecProcess(NativeProcess):
             self._mark_gone()
 
     async def close_io(self) -> None:
+        if self._starting:
+            # Start has handed stdin over already: close it once the process exists. ctr
+            # sends CloseIO as soon as its input ends, which for `echo x | ctr task exec`
+            # is while Start is still on its way.
+            await self._start_done.wait()
         if self.pid == 0 and not self.start_failed:
             self.stdin_closed = True  # remembered: the process starts with stdin at EOF
             return
