@@ -13,6 +13,7 @@ from typing import Any, Self
 import grpc
 from google.protobuf.any_pb2 import Any as AnyPb
 from helpers import remove, start_container
+from polling import settle
 
 from agent.api.containerd.events import task_pb2 as ev
 from agent.api.containerd.services.events.v1 import events_pb2
@@ -186,6 +187,26 @@ def thread_count(pid: int) -> int:
             if line.startswith("Threads:"):
                 return int(line.split()[1])
     raise AssertionError(f"no Threads line for {pid}")
+
+
+def fd_and_thread_counts(*pids: int) -> list[tuple[int, int]]:
+    return [(fd_count(p), thread_count(p)) for p in pids]
+
+
+def no_more_than(now: list[tuple[int, int]], before: list[tuple[int, int]]) -> bool:
+    """The same descriptor counts as before, and no more threads than before (grpc's own worker
+    pool, its "event_engine" threads, adds a worker when all have been busy for a second and
+    retires one after 20 s idle: a busy run may leave one for that long, or end with one fewer)."""
+    return all(fd == bfd and threads <= bthreads
+               for (fd, threads), (bfd, bthreads) in zip(now, before, strict=True))
+
+
+async def counts_settled(before: list[tuple[int, int]], *pids: int) -> list[tuple[int, int]]:
+    """The fd and thread counts of pids once no_more_than(before) holds, or as they are after
+    25 s; a leak stays."""
+    await settle(lambda: no_more_than(fd_and_thread_counts(*pids), before), tries=500,
+                 interval=0.05)
+    return fd_and_thread_counts(*pids)
 
 
 def state_of(pid: int) -> str | None:
