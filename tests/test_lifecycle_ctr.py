@@ -123,3 +123,26 @@ def test_same_id_in_two_namespaces(agent, rootfs):
         ctr(agent.address, "t", "kill", "-s", "SIGKILL", "web", namespace=ns)
         ctr(agent.address, "t", "delete", "-f", "web", namespace=ns)
         ctr(agent.address, "c", "rm", "web", namespace=ns)
+
+
+@pytest.mark.parametrize("options", ["rbind:ro", "bind:ro", "ro:rbind", "rbind:ro:nosuid:nodev"])
+def test_read_only_bind_mounts(agent, rootfs, tmp_path, options):
+    """`ctr run --mount ...,options=rbind:ro`: the directory and the file are bound read-only
+    (the remount reaches the new bind mount, not the mount that holds its destination)."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "f").write_bytes(b"from the host\n")
+    single = tmp_path / "single"
+    single.write_bytes(b"one file\n")
+    script = ("cat /mnt/b/f /mnt/one; touch /mnt/b/new; echo dir=$?; echo x >> /mnt/one; "
+              "echo file=$?; awk '$2 == \"/mnt/b\" {print $4}' /proc/self/mounts | cut -d, -f1")
+    r = ctr(agent.address, "run", "--rm",
+            "--mount", f"type=bind,src={shared},dst=/mnt/b,options={options}",
+            "--mount", f"type=bind,src={single},dst=/mnt/one,options={options}",
+            "--rootfs", rootfs, "ro1", "/bin/sh", "-c", script)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.decode().splitlines()
+    assert out == ["from the host", "one file", "dir=1", "file=1", "ro"], r.stdout + r.stderr
+    assert sorted(os.listdir(shared)) == ["f"]
+    assert single.read_bytes() == b"one file\n"
+    assert leftovers(agent, "default", "ro1") == []

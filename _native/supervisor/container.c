@@ -123,36 +123,34 @@ static int mount_one(int rootfd, const struct sv_mount *m, struct nerr *e)
     if (fd < 0)
         return nerr_wrap(e, "mount %s", m->dest);
     fd_path(target, sizeof(target), fd);
-    if (m->bind) {
+    if (m->bind)
         r = mount(m->source, target, NULL, MS_BIND | (m->flags & MS_REC), NULL);
-        if (r == 0 && (m->flags & REMOUNT_FLAGS))
-            r = mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | (m->flags & REMOUNT_FLAGS),
-                      NULL);
-    } else {
+    else
         r = mount(m->source ? m->source : m->type, target, m->type,
                   m->flags & ~(unsigned long)MS_REMOUNT, m->data && m->data[0] ? m->data : NULL);
-    }
-    if (r < 0) {
+    close(fd);
+    if (r < 0)
+        return nerr_sys(e, errno, "mount %s (%s) on %s", m->source ? m->source : "none",
+                        m->type ? m->type : "bind", m->dest);
+    if (!(m->bind && (m->flags & REMOUNT_FLAGS)) && !m->propagation)
+        return 0;
+    /* Reopen: the descriptor above is of what lies beneath the new mount, and a remount or
+       propagation change through it would reach the mount that holds the destination. */
+    fd = ensure_in_root(rootfd, m->dest, want_dir, e);
+    if (fd < 0)
+        return -1;
+    fd_path(target, sizeof(target), fd);
+    /* A bind mount takes its flags (read-only, nosuid, ...) only from a remount of itself. */
+    if (m->bind && (m->flags & REMOUNT_FLAGS) &&
+        mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | (m->flags & REMOUNT_FLAGS), NULL) < 0) {
         int err = errno;
         close(fd);
-        return nerr_sys(e, err, "mount %s (%s) on %s", m->source ? m->source : "none",
-                        m->type ? m->type : "bind", m->dest);
+        return nerr_sys(e, err, "remounting %s with its options", m->dest);
     }
-    if (m->propagation) {
-        /* Reopen: the fd above points at the directory beneath the new mount. */
-        int mfd = ensure_in_root(rootfd, m->dest, want_dir, e);
-        if (mfd < 0) {
-            close(fd);
-            return -1;
-        }
-        fd_path(target, sizeof(target), mfd);
-        r = mount(NULL, target, NULL, m->propagation, NULL);
-        close(mfd);
-        if (r < 0) {
-            int err = errno;
-            close(fd);
-            return nerr_sys(e, err, "setting propagation of %s", m->dest);
-        }
+    if (m->propagation && mount(NULL, target, NULL, m->propagation, NULL) < 0) {
+        int err = errno;
+        close(fd);
+        return nerr_sys(e, err, "setting propagation of %s", m->dest);
     }
     close(fd);
     return 0;
