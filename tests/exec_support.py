@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 from collections.abc import AsyncIterator
 from typing import Any, Self
 
@@ -177,6 +178,17 @@ def supervisor_pid(agent: Any) -> int:
     raise AssertionError(f"agent {agent.proc.pid} has no supervisor child")
 
 
+@contextlib.contextmanager
+def supervisor_stopped(agent):
+    """The agent's supervisor held stopped: a request sent meanwhile is answered only after."""
+    sup = supervisor_pid(agent)
+    os.kill(sup, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(sup, signal.SIGCONT)
+
+
 def fd_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -203,8 +215,9 @@ def no_more_than(now: list[tuple[int, int]], before: list[tuple[int, int]]) -> b
 
 async def counts_settled(before: list[tuple[int, int]], *pids: int) -> list[tuple[int, int]]:
     """The fd and thread counts of pids once no_more_than(before) holds, or as they are after
-    25 s; a leak stays."""
-    await settle(lambda: no_more_than(fd_and_thread_counts(*pids), before), tries=500,
+    40 s (grpc's idle limit, 20 s, plus its workers' up to 3 s between checks, with room); a
+    leak stays."""
+    await settle(lambda: no_more_than(fd_and_thread_counts(*pids), before), tries=800,
                  interval=0.05)
     return fd_and_thread_counts(*pids)
 

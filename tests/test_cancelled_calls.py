@@ -7,12 +7,10 @@ cancellation lands while the agent waits on it."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import signal
 
 import grpc
-from exec_support import container, process_spec, supervisor_pid
+from exec_support import container, process_spec, supervisor_stopped
 from grpc_helpers import needs_root
 from helpers import error_of, leftovers, remove, run
 
@@ -22,16 +20,6 @@ from agent.client import Client, default_spec
 pytestmark = needs_root
 
 HOLD = 0.3  # seconds for the agent to act on a request or a cancellation it has been sent
-
-
-@contextlib.contextmanager
-def supervisor_stopped(agent):
-    sup = supervisor_pid(agent)
-    os.kill(sup, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(sup, signal.SIGCONT)
 
 
 async def poll(check, tries: int = 200, interval: float = 0.05):

@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import time
+from signal import SIGKILL
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -123,6 +124,10 @@ class ExecProcess(NativeProcess):
         await super().kill(signal, all)
 
     async def delete(self) -> Exit:
+        if self._starting:
+            # Decided by the Start under way: a started exec is refused below, a failed one
+            # is deleted. Deleting it as never started would lose a running process.
+            await self._start_done.wait()
         self._require_not_running("delete")
         if self.pid == 0 and not self.start_failed:
             # Never started: nothing runs; anyone waiting learns it will never exit.
@@ -161,6 +166,7 @@ class NativeTask(NativeProcess, Task):
         self.created_at_ns = time.time_ns()
         self.start_failed = False
         self.runtime_name = runtime_name  # the container's runtime name, for Metrics filters
+        self._killed_while_pausing = False  # SIGKILL came while a Pause was freezing
 
     def record(self) -> bytes:
         """What the supervisor keeps with the init, so a restarted agent can take it back."""
@@ -220,6 +226,14 @@ class NativeTask(NativeProcess, Task):
             self.cgroup.signal_all(signal)
             return
         await super().kill(signal)
+        if signal == SIGKILL:
+            # As runc: a frozen init never acts on SIGKILL on cgroup v1, so the task is thawed
+            # for it (its exit then follows); a Pause still freezing gives up.
+            if self.status == Status.PAUSED:
+                self.cgroup.thaw()
+                self.status = Status.RUNNING
+            elif self.status == Status.PAUSING:
+                self._killed_while_pausing = True
 
     async def delete(self) -> Exit:
         """Remove the task: refused while it runs; a created task's init is stopped."""
@@ -297,15 +311,24 @@ class NativeTask(NativeProcess, Task):
         if self.status != Status.RUNNING:
             raise FailedPrecondition(f"cannot pause a {self.status.name.lower()} task ({self.id})")
         self.status = Status.PAUSING
+        self._killed_while_pausing = False
         try:
+            # An exec being started would be frozen half-made, and its Start would hang until
+            # a resume: let those finish first (new ones are refused while PAUSING).
+            starting = [e._start_done.wait() for e in self.execs.values() if e._starting]
+            if starting:
+                await asyncio.gather(*starting)
             await self.cgroup.freeze()
-        except Exception:
+        except BaseException:
             if self.status == Status.PAUSING:
                 self.status = Status.RUNNING
             raise
-        if self.exit is not None:
-            # The init exited while we froze: a stopped task is never marked paused.
+        if self.exit is not None or self._killed_while_pausing:
+            # The init exited or was killed while we froze: a stopped task is never marked
+            # paused, and a killed one must be thawed to die.
             self.cgroup.thaw()
+            if self.status == Status.PAUSING:
+                self.status = Status.RUNNING
             raise FailedPrecondition(f"task {self.id} exited while pausing")
         self.status = Status.PAUSED
         self.runtime.publish(self.namespace, "/tasks/paused", ev.TaskPaused(container_id=self.id))
