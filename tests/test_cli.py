@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 
-from helpers import ctr
+from helpers import ctr, leftovers
+from polling import poll_until
 
 
 def cli(agent, *args: str, input: bytes | None = None, timeout: int = 60):
@@ -85,3 +88,45 @@ def test_a_run_that_cannot_make_its_task_leaves_no_container(agent, tmp_path):
     r = cli(agent, "run", "--rootfs", missing, "n2", "--", "/bin/true")
     assert r.returncode == 1
     assert ctr(agent.address, "c", "ls", "-q", namespace="cli").stdout == b""
+
+
+def test_run_and_exec_take_stdin_from_a_file_or_dev_null(agent, rootfs, tmp_path):
+    """-i with stdin a regular file or /dev/null (epoll cannot watch either): forwarded by a
+    thread, EOF passed on, the process's output and exit code as for a pipe."""
+    data = tmp_path / "input"
+    data.write_bytes(b"".join(b"line %d\n" % i for i in range(20000)))
+    with open(data, "rb") as f:
+        r = subprocess.run([sys.executable, "-m", "agent", "run", "-a", agent.address, "-n",
+                            "cli", "--rm", "-i", "--rootfs", rootfs, "f1", "--", "/bin/cat"],
+                           stdin=f, capture_output=True, timeout=60, cwd="/")
+    assert (r.returncode, r.stderr) == (0, b"")
+    assert r.stdout == data.read_bytes()
+    with open(os.devnull, "rb") as f:
+        r = subprocess.run([sys.executable, "-m", "agent", "run", "-a", agent.address, "-n",
+                            "cli", "--rm", "-i", "--rootfs", rootfs, "f2", "--", "/bin/sh",
+                            "-c", "cat; echo done"],
+                           stdin=f, capture_output=True, timeout=60, cwd="/")
+    assert (r.returncode, r.stdout, r.stderr) == (0, b"done\n", b"")
+    assert cli(agent, "ls").stdout.decode().splitlines() == ["TASK    PID    STATUS"]
+
+
+def test_an_interrupted_run_rm_removes_its_task_and_container(agent, rootfs):
+    """Ctrl-C (SIGINT) to `taskagent run --rm`: the task is killed and deleted, then its
+    container; nothing is left that no call could reach."""
+    proc = subprocess.Popen([sys.executable, "-m", "agent", "run", "-a", agent.address, "-n",
+                             "cli", "--rm", "--rootfs", rootfs, "i1", "--", "/bin/sleep",
+                             "1000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/")
+    try:
+        poll_until(lambda: [line.split()[0] for line in
+                            cli(agent, "ls").stdout.decode().splitlines()[1:]
+                            if line.split()[2] == "RUNNING"] == ["i1"],
+                   "the task i1 running", tries=300, interval=0.05)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert cli(agent, "ls").stdout.decode().splitlines() == ["TASK    PID    STATUS"]
+    assert ctr(agent.address, "c", "ls", "-q", namespace="cli").stdout == b""
+    assert leftovers(agent, "cli", "i1") == []

@@ -26,6 +26,8 @@ class Session:
         self.interactive = interactive
         self.terminal = terminal
         self.fifos = FifoSet(exec_id or container_id, stdin=interactive, stderr=not terminal)
+        self._stdin_watched = False  # stdin forwarded from the event loop
+        self._stdin_copy: asyncio.Future | None = None  # or by a thread, when not pollable
 
     async def run_task(self) -> int:
         self.fifos.open_readers()
@@ -82,8 +84,10 @@ class Session:
         finally:
             if saved is not None:
                 termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved)
-            if self.interactive:
+            if self._stdin_watched:
                 loop.remove_reader(sys.stdin.fileno())
+            if self._stdin_copy is not None:
+                self._stdin_copy.cancel()
         await delete()
         return status.exit_status
 
@@ -99,7 +103,18 @@ class Session:
             loop.remove_reader(src)
             asyncio.ensure_future(self._stdin_eof())
 
-        loop.add_reader(src, readable)
+        try:
+            loop.add_reader(src, readable)
+            self._stdin_watched = True
+        except PermissionError:
+            # A regular file or /dev/null cannot be watched by epoll: copied by a thread.
+            self._stdin_copy = asyncio.ensure_future(self._copy_stdin(src, fd))
+
+    async def _copy_stdin(self, src: int, fd: int) -> None:
+        loop = asyncio.get_running_loop()
+        while data := await loop.run_in_executor(None, os.read, src, 65536):
+            await loop.run_in_executor(None, os.write, fd, data)
+        await self._stdin_eof()
 
     async def _stdin_eof(self) -> None:
         await self.client.close_stdin(self.container_id, self.exec_id)

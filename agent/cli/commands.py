@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import signal
 import sys
 
 import grpc
@@ -96,10 +98,7 @@ async def _run(args: argparse.Namespace) -> int:
             raise
         finally:
             if args.rm and not args.detach:
-                try:
-                    await client.delete_container(args.id)
-                except grpc.aio.AioRpcError:
-                    pass
+                await _remove_with_task(client, args.id)
 
 
 async def _has_task(client, container_id: str) -> bool:
@@ -108,6 +107,20 @@ async def _has_task(client, container_id: str) -> bool:
         return True
     except grpc.aio.AioRpcError as e:
         return e.code() != grpc.StatusCode.NOT_FOUND
+
+
+async def _remove_with_task(client, container_id: str) -> None:
+    """--rm on the way out, also when interrupted (Ctrl-C) with the task still running: the
+    task is killed and deleted before its container, which would otherwise leave a task
+    that no call can reach by its container's id."""
+    if await _has_task(client, container_id):
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            await client.kill(container_id, signal.SIGKILL, all=True)
+        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.TimeoutError):
+            await asyncio.wait_for(client.wait(container_id), 10)
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            await client.delete_task(container_id)
+    await _delete_quietly(client, container_id)
 
 
 async def _delete_quietly(client, container_id: str) -> None:
