@@ -32,9 +32,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_RUNTIME = "native"
 PROCESS_DETAILS_URL = "containerd.runc.v1.ProcessDetails"
-# What containerd's clients put in the Anys of Exec and Update (typeurl's names of the OCI types).
-PROCESS_SPEC_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process"
-LINUX_RESOURCES_URL = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources"
 
 
 def _process_message(state: Any) -> types.Process:
@@ -104,14 +101,6 @@ def _delete_response(exit: Exit, process_id: str = "") -> api.DeleteResponse:
     r = api.DeleteResponse(id=process_id, pid=exit.pid, exit_status=exit.status)
     r.exited_at.FromNanoseconds(exit.timestamp_ns)
     return r
-
-
-def _json_any(value: Any, url: str, what: str) -> Any:
-    """The JSON an Any of type url carries; another type is refused, as containerd refuses
-    an Any it cannot decode into the type it needs."""
-    if value.type_url != url:
-        raise InvalidArgument(f"{what} must be of type {url}, not {value.type_url!r}")
-    return _json(value.value, what)
 
 
 def _json(value: bytes, what: str) -> Any:
@@ -271,7 +260,7 @@ class TasksLocal:
         task = self._task(ns, r.container_id)
         if not r.spec.value:
             raise InvalidArgument("exec needs a process spec")
-        spec = _json_any(r.spec, PROCESS_SPEC_URL, "the exec process spec")
+        spec = _json(r.spec.value, "the exec process spec")
         await task.exec(r.exec_id, spec, IO(r.stdin, r.stdout, r.stderr, r.terminal))
 
     async def resize_pty(self, ns: str, r: api.ResizePtyRequest) -> None:
@@ -304,7 +293,7 @@ class TasksLocal:
         task = self._task(ns, r.container_id)
         resources = None
         if r.HasField("resources") and r.resources.value:
-            resources = _json_any(r.resources, LINUX_RESOURCES_URL, "resources")
+            resources = _json(r.resources.value, "resources")
         await task.update(resources, dict(r.annotations))
 
     async def wait(self, ns: str, r: api.WaitRequest) -> api.WaitResponse:
