@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 
 import pytest
 
@@ -146,3 +147,31 @@ def test_read_only_bind_mounts(agent, rootfs, tmp_path, options):
     assert sorted(os.listdir(shared)) == ["f"]
     assert single.read_bytes() == b"one file\n"
     assert leftovers(agent, "default", "ro1") == []
+
+
+def test_a_bind_whose_destination_moves_under_it_is_refused(agent, rootfs, tmp_path):
+    """A destination reached through a link in the image that passes through the new mount
+    (twisted -> /turn/sub/.., with the source's own sub -> /) leads, walked again after the
+    mount, to the container's root: the read-only remount is refused rather than made there."""
+    source = tmp_path / "source"
+    source.mkdir()
+    os.symlink("/", source / "sub")
+    turn = os.path.join(rootfs, "turn")
+    twisted = os.path.join(rootfs, "twisted")
+    os.makedirs(os.path.join(turn, "sub"))
+    os.symlink("/turn/sub/..", twisted)
+    try:
+        r = ctr(agent.address, "run", "--rm",
+                "--mount", f"type=bind,src={source},dst=/twisted,options=rbind:ro",
+                "--rootfs", rootfs, "tw1", "/bin/true")
+        assert r.returncode != 0
+        assert b"does not lead to the new mount" in r.stderr, r.stderr
+        assert ctr(agent.address, "c", "ls", "-q").stdout == b""
+        assert leftovers(agent, "default", "tw1") == []
+        # The rootfs is as it was and still writable by the next container.
+        r = ctr(agent.address, "run", "--rm", "--rootfs", rootfs, "tw2", "/bin/sh", "-c",
+                "touch /tmp/w && rm /tmp/w && echo ok")
+        assert (r.returncode, r.stdout) == (0, b"ok\n"), r.stderr
+    finally:
+        os.unlink(twisted)
+        shutil.rmtree(turn)

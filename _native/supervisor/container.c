@@ -112,10 +112,24 @@ static int is_dir_path(const char *path)
 #define REMOUNT_FLAGS (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | \
                        MS_NODIRATIME | MS_RELATIME | MS_STRICTATIME)
 
+/* Whether top is the root of a mount other than the one beneath is on. */
+static int is_new_mount_root(int beneath, int top)
+{
+    struct statx a, b;
+
+    if (statx(beneath, "", AT_EMPTY_PATH, STATX_MNT_ID, &a) < 0 ||
+        statx(top, "", AT_EMPTY_PATH, STATX_MNT_ID, &b) < 0)
+        return 0;
+    if (!(a.stx_mask & b.stx_mask & STATX_MNT_ID) || a.stx_mnt_id == b.stx_mnt_id)
+        return 0;
+    return !(b.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) ||
+           (b.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+}
+
 static int mount_one(int rootfd, const struct sv_mount *m, struct nerr *e)
 {
     char target[64];
-    int want_dir = 1, fd, r;
+    int want_dir = 1, fd, beneath, r;
 
     if (m->bind && m->source)
         want_dir = is_dir_path(m->source);
@@ -128,17 +142,33 @@ static int mount_one(int rootfd, const struct sv_mount *m, struct nerr *e)
     else
         r = mount(m->source ? m->source : m->type, target, m->type,
                   m->flags & ~(unsigned long)MS_REMOUNT, m->data && m->data[0] ? m->data : NULL);
-    close(fd);
-    if (r < 0)
-        return nerr_sys(e, errno, "mount %s (%s) on %s", m->source ? m->source : "none",
+    if (r < 0) {
+        int err = errno;
+        close(fd);
+        return nerr_sys(e, err, "mount %s (%s) on %s", m->source ? m->source : "none",
                         m->type ? m->type : "bind", m->dest);
-    if (!(m->bind && (m->flags & REMOUNT_FLAGS)) && !m->propagation)
+    }
+    if (!(m->bind && (m->flags & REMOUNT_FLAGS)) && !m->propagation) {
+        close(fd);
         return 0;
+    }
     /* Reopen: the descriptor above is of what lies beneath the new mount, and a remount or
        propagation change through it would reach the mount that holds the destination. */
+    beneath = fd;
     fd = ensure_in_root(rootfd, m->dest, want_dir, e);
-    if (fd < 0)
+    if (fd < 0) {
+        close(beneath);
         return -1;
+    }
+    /* The path walked again may lead elsewhere now (a link in the image whose target passes
+       through the new mount): it must lead to the new mount, or nothing is changed. */
+    r = is_new_mount_root(beneath, fd);
+    close(beneath);
+    if (!r) {
+        close(fd);
+        return nerr_set(e, EINVAL, "mount on %s: the destination does not lead to the new "
+                        "mount when walked again", m->dest);
+    }
     fd_path(target, sizeof(target), fd);
     /* A bind mount takes its flags (read-only, nosuid, ...) only from a remount of itself. */
     if (m->bind && (m->flags & REMOUNT_FLAGS) &&
