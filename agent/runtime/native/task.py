@@ -66,23 +66,24 @@ class ExecProcess(NativeProcess):
             payload.fd(P.T_CGROUP_DIR, dir_fd)
         self._begin_start()
         try:
-            pid = await self.runtime.supervisor.exec(payload)
-        except Exception as e:
-            self.start_failed = True
-            self.status = Status.STOPPED
-            self._end_start()
-            if isinstance(e, SupervisorError) and e.pid:
-                self.pid = e.pid
-            else:
-                self._mark_gone()  # no child was made: no exit will follow
-            raise errmap.to_agent_error(e, f"exec {self.spec.args[0]!r} in task {self.task.id}") from None
+            try:
+                pid = await self.runtime.supervisor.exec(payload)
+            except Exception as e:
+                self.start_failed = True
+                self.status = Status.STOPPED
+                if isinstance(e, SupervisorError) and e.pid:
+                    self.pid = e.pid
+                else:
+                    self._mark_gone()  # no child was made: no exit will follow
+                raise errmap.to_agent_error(e, f"exec {self.spec.args[0]!r} in task {self.task.id}") from None
+            finally:
+                opened.close()
+            self.pid = pid
+            self.status = Status.RUNNING
+            self.runtime.publish(self.task.namespace, "/tasks/exec-started",
+                                 ev.TaskExecStarted(container_id=self.task.id, exec_id=self.id, pid=pid))
         finally:
-            opened.close()
-        self.pid = pid
-        self.status = Status.RUNNING
-        self.runtime.publish(self.task.namespace, "/tasks/exec-started",
-                             ev.TaskExecStarted(container_id=self.task.id, exec_id=self.id, pid=pid))
-        self._end_start()
+            self._end_start()  # whatever happened: calls waiting on this Start go on
         return pid
 
     def on_exit(self, exit: Exit, publish: bool = True) -> None:
@@ -150,6 +151,13 @@ class ExecProcess(NativeProcess):
         return self.exit
 
 
+async def _starts_done(execs) -> None:
+    """Until the Starts under way of these execs have answered."""
+    starting = [e._start_done.wait() for e in execs if e._starting]
+    if starting:
+        await asyncio.gather(*starting)
+
+
 class NativeTask(NativeProcess, Task):
     def __init__(self, runtime: "NativeRuntime", namespace: str, task_id: str, bundle: str,
                  cgroup: Cgroup, io: IO, has_pidns: bool, rootfs: str, runtime_name: str = ""):
@@ -193,18 +201,19 @@ class NativeTask(NativeProcess, Task):
             raise FailedPrecondition(f"cannot start a {what} process (task {self.id})")
         self._begin_start()
         try:
-            pid = await self.runtime.supervisor.start(self.key)
-        except Exception as e:
-            self.start_failed = True
-            self.status = Status.STOPPED
-            self._end_start()
-            raise errmap.to_agent_error(e, f"starting task {self.id}") from None
-        if self.restored:
-            self.cgroup.signal_all(signal.SIGCONT)  # criu left the whole tree stopped
-        self.status = Status.RUNNING
-        self.runtime.publish(self.namespace, "/tasks/start",
-                             ev.TaskStart(container_id=self.id, pid=pid))
-        self._end_start()
+            try:
+                pid = await self.runtime.supervisor.start(self.key)
+            except Exception as e:
+                self.start_failed = True
+                self.status = Status.STOPPED
+                raise errmap.to_agent_error(e, f"starting task {self.id}") from None
+            if self.restored:
+                self.cgroup.signal_all(signal.SIGCONT)  # criu left the whole tree stopped
+            self.status = Status.RUNNING
+            self.runtime.publish(self.namespace, "/tasks/start",
+                                 ev.TaskStart(container_id=self.id, pid=pid))
+        finally:
+            self._end_start()  # whatever happened: an exit held back meanwhile is delivered
         return pid
 
     def on_exit(self, exit: Exit, publish: bool = True) -> None:
@@ -223,14 +232,15 @@ class NativeTask(NativeProcess, Task):
         if all:
             if self.exit is not None:
                 raise NotFound("process already finished")
-            self.cgroup.signal_all(signal)
-            return
-        await super().kill(signal)
+            self.cgroup.signal_all(signal)  # thaws after a SIGKILL
+        else:
+            await super().kill(signal)
         if signal == SIGKILL:
             # As runc: a frozen init never acts on SIGKILL on cgroup v1, so the task is thawed
-            # for it (its exit then follows); a Pause still freezing gives up.
+            # for it (its exit then follows); a Pause still freezing gives up and thaws.
             if self.status == Status.PAUSED:
-                self.cgroup.thaw()
+                if not all:
+                    self.cgroup.thaw()
                 self.status = Status.RUNNING
             elif self.status == Status.PAUSING:
                 self._killed_while_pausing = True
@@ -250,6 +260,8 @@ class NativeTask(NativeProcess, Task):
                 except (asyncio.TimeoutError, Exception):
                     pass
             exit = self.exit or Exit(self.pid, 127, time.time_ns())
+            # An exec Start under way may yet have made a process: known before it is forgotten.
+            await _starts_done(self.execs.values())
             for ex in list(self.execs.values()):
                 if ex.pid:
                     try:
@@ -315,9 +327,7 @@ class NativeTask(NativeProcess, Task):
         try:
             # An exec being started would be frozen half-made, and its Start would hang until
             # a resume: let those finish first (new ones are refused while PAUSING).
-            starting = [e._start_done.wait() for e in self.execs.values() if e._starting]
-            if starting:
-                await asyncio.gather(*starting)
+            await _starts_done(self.execs.values())
             await self.cgroup.freeze()
         except BaseException:
             if self.status == Status.PAUSING:
@@ -370,8 +380,10 @@ class NativeTask(NativeProcess, Task):
             argv, req.work_path or path, checkpoint.DUMP_LOG, "dump",
             keep_as=os.path.join(self.runtime.state_dir, "logs",
                                  f"dump-{self.namespace}-{self.id}.log"))
-        if was_paused and not req.exit and self.exit is None:
-            await self.cgroup.freeze()  # criu thaws what it froze: a paused task stays paused
+        if was_paused and not req.exit and self.exit is None and self.status == Status.PAUSED:
+            # criu thaws what it froze: a task still paused stays so (one resumed or killed
+            # meanwhile is not frozen again).
+            await self.cgroup.freeze()
         self.runtime.publish(self.namespace, "/tasks/checkpointed",
                              ev.TaskCheckpointed(container_id=self.id, checkpoint=path))
 
