@@ -205,21 +205,23 @@ def fd_and_thread_counts(*pids: int) -> list[tuple[int, int]]:
     return [(fd_count(p), thread_count(p)) for p in pids]
 
 
-def no_more_than(now: list[tuple[int, int]], before: list[tuple[int, int]]) -> bool:
-    """The same descriptor counts as before, and no more threads than before (grpc's own worker
-    pool, its "event_engine" threads, adds a worker when all have been busy for a second and
-    retires one after 20 s idle: a busy run may leave one for that long, or end with one fewer)."""
-    return all(fd == bfd and threads <= bthreads
-               for (fd, threads), (bfd, bthreads) in zip(now, before, strict=True))
+def no_leak(now: list[tuple[int, int]], before: list[tuple[int, int]]) -> bool:
+    """Counts of (agent, supervisor): the same descriptors for both and the same threads for
+    the supervisor; no more threads than before for the agent. grpc's worker pool in the agent
+    (its "event_engine" threads) adds a worker when all have been busy for a second and retires
+    one after 20 s idle, so a busy run may leave one for that long, or end with one fewer."""
+    (fd, threads), (bfd, bthreads) = now[0], before[0]
+    return fd == bfd and threads <= bthreads and now[1:] == before[1:]
 
 
-async def counts_settled(before: list[tuple[int, int]], *pids: int) -> list[tuple[int, int]]:
-    """The fd and thread counts of pids once no_more_than(before) holds, or as they are after
-    40 s (grpc's idle limit, 20 s, plus its workers' up to 3 s between checks, with room); a
-    leak stays."""
-    await settle(lambda: no_more_than(fd_and_thread_counts(*pids), before), tries=800,
+async def counts_settled(before: list[tuple[int, int]], agent_pid: int, sup_pid: int
+                         ) -> list[tuple[int, int]]:
+    """The fd and thread counts of the agent and its supervisor once no_leak(before) holds,
+    or as they are after 40 s (grpc's idle limit, 20 s, plus its workers' up to 3 s between
+    checks, with room); a leak stays."""
+    await settle(lambda: no_leak(fd_and_thread_counts(agent_pid, sup_pid), before), tries=800,
                  interval=0.05)
-    return fd_and_thread_counts(*pids)
+    return fd_and_thread_counts(agent_pid, sup_pid)
 
 
 def state_of(pid: int) -> str | None:
