@@ -98,7 +98,7 @@ class Session:
         def readable() -> None:
             data = os.read(src, 65536)
             if data:
-                os.write(fd, data)
+                _write_all(fd, data)
                 return
             loop.remove_reader(src)
             asyncio.ensure_future(self._stdin_eof())
@@ -113,7 +113,7 @@ class Session:
     async def _copy_stdin(self, src: int, fd: int) -> None:
         loop = asyncio.get_running_loop()
         while data := await loop.run_in_executor(None, os.read, src, 65536):
-            await loop.run_in_executor(None, os.write, fd, data)
+            await loop.run_in_executor(None, _write_all, fd, data)
         await self._stdin_eof()
 
     async def _stdin_eof(self) -> None:
@@ -126,6 +126,12 @@ class Session:
         except OSError:
             return
         await self.client.resize(self.container_id, size.columns, size.lines, self.exec_id)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _writer(stream):
