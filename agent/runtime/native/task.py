@@ -38,9 +38,12 @@ class ExecProcess(NativeProcess):
         self.spec = spec
         self.stdin_closed = False
         self.start_failed = False
+        self._deleting = False  # a DeleteProcess has taken it: no Start, no second delete
         self._gone = asyncio.get_running_loop().create_future()  # the supervisor is done with it
 
     async def start(self) -> int:
+        if self._deleting:
+            raise NotFound(f"process does not exist {self.id}")
         if self.status == Status.STOPPED or self.start_failed:
             raise FailedPrecondition(f"cannot start exec {self.id}: it has already run")
         if self.pid or self._starting:
@@ -130,6 +133,16 @@ class ExecProcess(NativeProcess):
             # is deleted. Deleting it as never started would lose a running process.
             await self._start_done.wait()
         self._require_not_running("delete")
+        if self._deleting:
+            raise NotFound(f"process does not exist {self.id}")
+        self._deleting = True
+        try:
+            return await self._delete()
+        except BaseException:
+            self._deleting = False
+            raise
+
+    async def _delete(self) -> Exit:
         if self.pid == 0 and not self.start_failed:
             # Never started: nothing runs; anyone waiting learns it will never exit.
             self._abort_waiters(NotFound(f"process {self.id} was deleted before it started"))
@@ -174,7 +187,8 @@ class NativeTask(NativeProcess, Task):
         self.created_at_ns = time.time_ns()
         self.start_failed = False
         self.runtime_name = runtime_name  # the container's runtime name, for Metrics filters
-        self._killed_while_pausing = False  # SIGKILL came while a Pause was freezing
+        self._sigkill_sent = False  # the init was sent SIGKILL: it is dying, not to be paused
+        self._deleting = False  # a Delete has taken it: a second one finds nothing
 
     def record(self) -> bytes:
         """What the supervisor keeps with the init, so a restarted agent can take it back."""
@@ -196,6 +210,8 @@ class NativeTask(NativeProcess, Task):
     async def start(self) -> int:
         if self._starting:
             raise FailedPrecondition(f"task {self.id} is already starting")
+        if self._deleting:
+            raise NotFound(f"task {self.id} is being deleted")
         if self.status != Status.CREATED:
             what = "stopped" if self.status == Status.STOPPED else "running"
             raise FailedPrecondition(f"cannot start a {what} process (task {self.id})")
@@ -229,30 +245,40 @@ class NativeTask(NativeProcess, Task):
 
     async def kill(self, signal: int, all: bool = False) -> None:
         check_signal(signal)
+        if signal == SIGKILL:
+            self._sigkill_sent = True  # before sending: a Pause from now on gives up
         if all:
             if self.exit is not None:
                 raise NotFound("process already finished")
             self.cgroup.signal_all(signal)  # thaws after a SIGKILL
         else:
             await super().kill(signal)
-        if signal == SIGKILL:
+        if signal == SIGKILL and self.status == Status.PAUSED:
             # As runc: a frozen init never acts on SIGKILL on cgroup v1, so the task is thawed
-            # for it (its exit then follows); a Pause still freezing gives up and thaws.
-            if self.status == Status.PAUSED:
-                if not all:
-                    self.cgroup.thaw()
-                self.status = Status.RUNNING
-            elif self.status == Status.PAUSING:
-                self._killed_while_pausing = True
+            # for it (its exit then follows). A Pause still freezing thaws it itself.
+            if not all:
+                self.cgroup.thaw()
+            self.status = Status.RUNNING
 
     async def delete(self) -> Exit:
         """Remove the task: refused while it runs; a created task's init is stopped."""
         if self._starting:
             raise FailedPrecondition(f"task {self.id} is starting")
         self._require_not_running("delete")
+        if self._deleting:
+            raise NotFound(f"task {self.id} is being deleted")
+        self._deleting = True
+        try:
+            return await self._delete()
+        except BaseException:
+            self._deleting = False
+            raise
+
+    async def _delete(self) -> Exit:
         if self.status == Status.CREATED:
             await self._forget(f"deleting task {self.id}")  # kills and reaps the waiting init
-            exit = Exit(self.pid, 137, time.time_ns())
+            exit = self.exit or Exit(self.pid, 137, time.time_ns())
+            self.on_exit(exit, publish=False)  # a Wait on the created task answers
         else:
             if self.exit is None:  # start failed; the supervisor reports the exit soon
                 try:
@@ -322,8 +348,9 @@ class NativeTask(NativeProcess, Task):
             raise FailedPrecondition(f"task {self.id} is already paused")
         if self.status != Status.RUNNING:
             raise FailedPrecondition(f"cannot pause a {self.status.name.lower()} task ({self.id})")
+        if self._sigkill_sent:
+            raise FailedPrecondition(f"cannot pause task {self.id}: it is being killed")
         self.status = Status.PAUSING
-        self._killed_while_pausing = False
         try:
             # An exec being started would be frozen half-made, and its Start would hang until
             # a resume: let those finish first (new ones are refused while PAUSING).
@@ -333,7 +360,7 @@ class NativeTask(NativeProcess, Task):
             if self.status == Status.PAUSING:
                 self.status = Status.RUNNING
             raise
-        if self.exit is not None or self._killed_while_pausing:
+        if self.exit is not None or self._sigkill_sent:
             # The init exited or was killed while we froze: a stopped task is never marked
             # paused, and a killed one must be thawed to die.
             self.cgroup.thaw()
