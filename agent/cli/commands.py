@@ -81,7 +81,17 @@ async def _run(args: argparse.Namespace) -> int:
                         hostname=args.hostname, terminal=args.tty,
                         env=args.env or (["TERM=xterm"] if args.tty else None))
     async with _client(args) as client:
-        await client.create_container(args.id, spec)
+        making = asyncio.ensure_future(client.create_container(args.id, spec))
+        try:
+            await asyncio.shield(making)
+        except asyncio.CancelledError:
+            # Interrupted (Ctrl-C) while the container was being made: once the agent has
+            # answered, --rm removes what it made (and only that).
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await making
+                if args.rm and not args.detach:
+                    await _delete_quietly(client, args.id)
+            raise
         try:
             if args.detach:
                 await client.create_task(args.id)
