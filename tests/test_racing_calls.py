@@ -222,3 +222,28 @@ def test_wait_on_a_created_task_answers_when_it_is_deleted(agent, rootfs):
                 await remove(c, "w1")
 
     run(body())
+
+
+def test_start_of_a_created_task_killed_meanwhile_fails_cleanly_or_starts(agent, rootfs):
+    """The created init killed just as it is started: Start either answers
+    FAILED_PRECONDITION (the death was seen first) or succeeds (the release was sent while
+    the process was still exiting), never an unknown error; the task ends with 137."""
+    async def body():
+        async with Client(agent.address, "test") as c:
+            for i in range(30):
+                cid = f"s{i}"
+                await c.create_container(cid, default_spec(["/bin/sleep", "3600"], rootfs,
+                                                           namespace="test", id=cid))
+                try:
+                    await c.create_task(cid)
+                    killed, started = await asyncio.gather(
+                        c.kill(cid, signal.SIGKILL), c.start(cid), return_exceptions=True)
+                    assert killed is None, (i, killed)
+                    assert not isinstance(started, Exception) or (
+                        isinstance(started, grpc.aio.AioRpcError)
+                        and started.code() == grpc.StatusCode.FAILED_PRECONDITION), (i, started)
+                    assert (await asyncio.wait_for(c.wait(cid), 10)).exit_status == 137
+                finally:
+                    await remove(c, cid)
+
+    run(body())

@@ -241,8 +241,18 @@ static void handle_start(struct sv_packet *pkt, struct simple_req *r)
         reply_pid(pkt->hdr.id, p->pid);
         return;
     }
+    /* A created process that died (killed) before its exit was reaped has closed its end,
+       and its sync channel may be closed already: as for a reaped one. */
+    if (p->sync_fd < 0) {
+        link_reply_error(pkt->hdr.id, EBUSY, "the process has exited");
+        return;
+    }
     if (send(p->sync_fd, &go, 1, MSG_NOSIGNAL) != 1) {
-        link_reply_error(pkt->hdr.id, errno, "releasing the created process");
+        int err = errno;
+        if (err == EPIPE || err == ECONNRESET)
+            link_reply_error(pkt->hdr.id, EBUSY, "the process has exited");
+        else
+            link_reply_error(pkt->hdr.id, err, "releasing the created process");
         return;
     }
     set_pending(p, P_START, pkt->hdr.id);
