@@ -175,3 +175,32 @@ def test_a_bind_whose_destination_moves_under_it_is_refused(agent, rootfs, tmp_p
     finally:
         os.unlink(twisted)
         shutil.rmtree(turn)
+
+
+def test_a_bind_whose_destination_leads_to_another_mount_is_refused(agent, rootfs, tmp_path):
+    """twist/l -> d/.. in the image puts the bind on twist; walked again, l is the source's
+    own link to /dev/shm, another mount's root: refused, /dev/shm untouched. Without that
+    link the walk finds nothing, and nothing is made in the source either."""
+    twist = os.path.join(rootfs, "twist")
+    os.makedirs(os.path.join(twist, "d"))
+    os.symlink("d/..", os.path.join(twist, "l"))
+    luring = tmp_path / "luring"
+    luring.mkdir()
+    os.symlink("/dev/shm", luring / "l")
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    try:
+        for source in (luring, plain):
+            r = ctr(agent.address, "run", "--rm",
+                    "--mount", f"type=bind,src={source},dst=/twist/l,options=rbind:ro",
+                    "--rootfs", rootfs, "tw3", "/bin/true")
+            assert r.returncode != 0
+            assert b"does not lead to the new mount" in r.stderr, r.stderr
+            assert ctr(agent.address, "c", "ls", "-q").stdout == b""
+            assert leftovers(agent, "default", "tw3") == []
+        assert os.listdir(plain) == []
+        r = ctr(agent.address, "run", "--rm", "--rootfs", rootfs, "tw4", "/bin/sh", "-c",
+                "awk '$2 == \"/dev/shm\" {print $4}' /proc/self/mounts")
+        assert r.returncode == 0 and r.stdout.startswith(b"rw,nosuid,nodev,noexec"), r.stdout
+    finally:
+        shutil.rmtree(twist)

@@ -112,18 +112,53 @@ static int is_dir_path(const char *path)
 #define REMOUNT_FLAGS (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | \
                        MS_NODIRATIME | MS_RELATIME | MS_STRICTATIME)
 
-/* Whether top is the root of a mount other than the one beneath is on. */
-static int is_new_mount_root(int beneath, int top)
+/* A mount's id, or 0. */
+static unsigned long long mount_id_of(int fd, int *is_root)
 {
-    struct statx a, b;
+    struct statx st;
 
-    if (statx(beneath, "", AT_EMPTY_PATH, STATX_MNT_ID, &a) < 0 ||
-        statx(top, "", AT_EMPTY_PATH, STATX_MNT_ID, &b) < 0)
+    if (statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID, &st) < 0 || !(st.stx_mask & STATX_MNT_ID))
         return 0;
-    if (!(a.stx_mask & b.stx_mask & STATX_MNT_ID) || a.stx_mnt_id == b.stx_mnt_id)
+    *is_root = !(st.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) ||
+               (st.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+    return st.stx_mnt_id;
+}
+
+/* Whether top is the root of a mount made directly on what beneath is: its line in
+   /proc/self/mountinfo names beneath's mount as its parent and beneath's path as its mount
+   point (the mount just made there, the newest on that spot). */
+static int is_mounted_on(int beneath, int top)
+{
+    char link[64], where[PATH_MAX], line[4096 + PATH_MAX];
+    unsigned long long under_id, top_id, id, parent;
+    int under_root, top_root, found = 0;
+    ssize_t n;
+    FILE *f;
+
+    under_id = mount_id_of(beneath, &under_root);
+    top_id = mount_id_of(top, &top_root);
+    if (!under_id || !top_id || under_id == top_id || !top_root)
         return 0;
-    return !(b.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) ||
-           (b.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+    fd_path(link, sizeof(link), beneath);
+    n = readlink(link, where, sizeof(where) - 1);
+    if (n <= 0)
+        return 0;
+    where[n] = '\0';
+    f = fopen("/proc/self/mountinfo", "re");
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof(line), f)) {
+        char point[PATH_MAX];
+        /* id parent major:minor root mount-point ...; the mount point has \ooo escapes, so
+           one with a space, tab, newline or backslash never matches (refused, not wrong). */
+        if (sscanf(line, "%llu %llu %*s %*s %4095s", &id, &parent, point) == 3 &&
+            id == top_id) {
+            found = parent == under_id && strcmp(point, where) == 0;
+            break;
+        }
+    }
+    fclose(f);
+    return found;
 }
 
 static int mount_one(int rootfd, const struct sv_mount *m, struct nerr *e)
@@ -155,14 +190,16 @@ static int mount_one(int rootfd, const struct sv_mount *m, struct nerr *e)
     /* Reopen: the descriptor above is of what lies beneath the new mount, and a remount or
        propagation change through it would reach the mount that holds the destination. */
     beneath = fd;
-    fd = ensure_in_root(rootfd, m->dest, want_dir, e);
+    fd = openat2_in_root(rootfd, m->dest, O_PATH);  /* looked up only: nothing is made */
     if (fd < 0) {
+        int err = errno;
         close(beneath);
-        return -1;
+        return nerr_sys(e, err, "mount on %s: the destination does not lead to the new mount "
+                        "when walked again", m->dest);
     }
     /* The path walked again may lead elsewhere now (a link in the image whose target passes
        through the new mount): it must lead to the new mount, or nothing is changed. */
-    r = is_new_mount_root(beneath, fd);
+    r = is_mounted_on(beneath, fd);
     close(beneath);
     if (!r) {
         close(fd);
