@@ -247,3 +247,26 @@ def test_start_of_a_created_task_killed_meanwhile_fails_cleanly_or_starts(agent,
                     await remove(c, cid)
 
     run(body())
+
+
+def test_start_while_create_is_under_way_is_refused_and_changes_nothing(agent, rootfs):
+    async def body():
+        async with Client(agent.address, "test") as c:
+            spec = default_spec(["/bin/sleep", "3600"], rootfs, namespace="test", id="cr1")
+            await c.create_container("cr1", spec)
+            try:
+                with supervisor_stopped(agent):
+                    create = asyncio.ensure_future(c.create_task("cr1"))
+                    await asyncio.sleep(HOLD)
+                    err = await error_of(c.start("cr1"))
+                    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+                    assert "still being created" in err.details()
+                pid = await asyncio.wait_for(create, 10)
+                proc = await c.get("cr1")
+                assert (proc.pid, proc.status) == (pid, task_pb2.CREATED)
+                assert await c.start("cr1") == pid
+                assert (await c.get("cr1")).status == task_pb2.RUNNING
+            finally:
+                await remove(c, "cr1")
+
+    run(body())

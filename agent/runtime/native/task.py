@@ -212,6 +212,9 @@ class NativeTask(NativeProcess, Task):
             raise FailedPrecondition(f"task {self.id} is already starting")
         if self._deleting:
             raise NotFound(f"task {self.id} is being deleted")
+        if self.pid == 0 and self.status == Status.CREATED:
+            # Reserved by a Create still under way: its process does not exist yet.
+            raise FailedPrecondition(f"task {self.id} is still being created")
         if self.status != Status.CREATED:
             what = "stopped" if self.status == Status.STOPPED else "running"
             raise FailedPrecondition(f"cannot start a {what} process (task {self.id})")
