@@ -70,7 +70,9 @@ def apply(cfg: Config, raw: dict[str, Any], source: str = "config") -> Config:
             setattr(cfg, key, int(grpc[key]))
     metrics = raw.get("metrics", {})
     if "address" in metrics:
-        cfg.metrics_address = _string(metrics["address"], "metrics.address", source)
+        # Empty is what `config default` prints: the endpoint off.
+        if metrics["address"] != "":
+            cfg.metrics_address = _string(metrics["address"], "metrics.address", source)
     for key in ("disabled_plugins", "required_plugins"):
         if key in raw:
             value = raw[key]

@@ -154,3 +154,16 @@ def test_config_default_is_complete_toml():
     assert native["cgroup_parent"] == "taskagent"
     assert native["freezer_anchor"] is True
     assert cfg["plugins"]["io.containerd.metadata.v1.sqlite"]["synchronous"] == "normal"
+
+
+def test_config_default_is_accepted_as_a_config_file(tmp_path):
+    """What `config default` prints can be saved and given to --config as it is."""
+    from agent import config
+
+    r = subprocess.run([sys.executable, "-m", "agent", "config", "default"], capture_output=True,
+                       check=True, cwd="/")
+    path = tmp_path / "config.toml"
+    path.write_bytes(r.stdout)
+    cfg = config.load(str(path))
+    assert (cfg.metrics_address, cfg.root, cfg.address) == (
+        "", "/var/lib/taskagent", "/run/taskagent/taskagent.sock")
