@@ -255,3 +255,37 @@ def test_metadata_survives_an_agent_crash(agent_factory):
                 (f"m{i}", str(i)) for i in range(20))
 
     run(read())
+
+
+def test_a_paused_task_killed_as_the_agent_dies_ends_after_the_restart(agent_factory, rootfs):
+    """SIGKILL reached a paused task's init, but the agent went (kill -9) before thawing the
+    task, so the init waits frozen with SIGKILL pending: the restarted agent thaws it, and the
+    task ends with 137 instead of staying paused for good. A plainly paused one stays paused."""
+    agent = agent_factory().start()
+
+    async def before():
+        async with Client(agent.address, NS) as client:
+            pids = {cid: await start_container(client, cid, ["/bin/sleep", "3600"], rootfs)
+                    for cid in ("k1", "p1")}
+            for cid in pids:
+                await client.pause(cid)
+            return pids
+
+    pids = run(before())
+    os.kill(pids["k1"], signal.SIGKILL)  # as the agent would have: pending while frozen
+    again = _restart(agent_factory, agent, signal.SIGKILL, down=0)
+
+    async def after():
+        async with Client(again.address, NS) as client:
+            try:
+                assert (await asyncio.wait_for(client.wait("k1"), 10)).exit_status == 137
+                assert (await client.get("k1")).status == 3  # STOPPED
+                assert (await client.get("p1")).status == 4  # PAUSED
+                assert os.path.exists(f"/proc/{pids['p1']}")
+                await client.resume("p1")
+                assert (await client.get("p1")).status == 2
+            finally:
+                for cid in ("k1", "p1"):
+                    await remove(client, cid)
+
+    run(after())

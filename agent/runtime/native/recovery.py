@@ -96,7 +96,13 @@ def _take_back(runtime: "NativeRuntime", procs: list[ProcInfo]) -> list:
         task.restored = bool(record.get("restored", False))
         exit = _restore_state(task, info)
         if task.status == Status.RUNNING and exit is None and _frozen(task):
-            task.status = Status.PAUSED
+            if _sigkill_pending(task.pid):
+                # Killed while paused, and the agent went before it thawed the task (a frozen
+                # process never acts on SIGKILL on v1): thawed now, so that it dies.
+                task.cgroup.thaw()
+                task._sigkill_sent = True
+            else:
+                task.status = Status.PAUSED
         runtime.adopt(task)
         if exit is not None:
             pending_inits.append((task, exit))
@@ -114,6 +120,19 @@ def _take_back(runtime: "NativeRuntime", procs: list[ProcInfo]) -> list:
         if exit is not None:
             pending_execs.append((proc, exit))
     return pending_execs + pending_inits
+
+
+def _sigkill_pending(pid: int) -> bool:
+    """Whether SIGKILL waits for the process (its own or its thread group's pending set)."""
+    bit = 1 << (9 - 1)
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(("SigPnd:", "ShdPnd:")) and int(line.split()[1], 16) & bit:
+                    return True
+    except (OSError, ValueError, IndexError):
+        pass
+    return False
 
 
 def _frozen(task: NativeTask) -> bool:
