@@ -39,6 +39,7 @@ class NativeProcess(Process):
         self._starting = False
         self._start_done = asyncio.Event()  # set once a Start has answered, either way
         self._held_exit: Exit | None = None
+        self._deleting = False  # a Delete has taken it: no Start, and a second one finds nothing
 
     @property
     def runtime(self):
@@ -144,6 +145,21 @@ class NativeProcess(Process):
             await self.runtime.forget_process(self.key)
         except SupervisorError as e:
             raise errmap.to_agent_error(e, doing) from None
+
+    async def _delete_once(self, gone: str) -> Exit:
+        """The subclass's _delete(), for one Delete at a time: another one meanwhile is
+        NotFound(gone); a failed one leaves the process to be deleted again."""
+        if self._deleting:
+            raise NotFound(gone)
+        self._deleting = True
+        try:
+            return await self._delete()
+        except BaseException:
+            self._deleting = False
+            raise
+
+    async def _delete(self) -> Exit:
+        raise NotImplementedError
 
     def _require_not_running(self, what: str) -> None:
         if self.status in (Status.RUNNING, Status.PAUSED, Status.PAUSING):

@@ -38,7 +38,6 @@ class ExecProcess(NativeProcess):
         self.spec = spec
         self.stdin_closed = False
         self.start_failed = False
-        self._deleting = False  # a DeleteProcess has taken it: no Start, no second delete
         self._gone = asyncio.get_running_loop().create_future()  # the supervisor is done with it
 
     async def start(self) -> int:
@@ -133,14 +132,7 @@ class ExecProcess(NativeProcess):
             # is deleted. Deleting it as never started would lose a running process.
             await self._start_done.wait()
         self._require_not_running("delete")
-        if self._deleting:
-            raise NotFound(f"process does not exist {self.id}")
-        self._deleting = True
-        try:
-            return await self._delete()
-        except BaseException:
-            self._deleting = False
-            raise
+        return await self._delete_once(f"process does not exist {self.id}")
 
     async def _delete(self) -> Exit:
         if self.pid == 0 and not self.start_failed:
@@ -188,7 +180,6 @@ class NativeTask(NativeProcess, Task):
         self.start_failed = False
         self.runtime_name = runtime_name  # the container's runtime name, for Metrics filters
         self._sigkill_sent = False  # the init was sent SIGKILL: it is dying, not to be paused
-        self._deleting = False  # a Delete has taken it: a second one finds nothing
 
     def record(self) -> bytes:
         """What the supervisor keeps with the init, so a restarted agent can take it back."""
@@ -268,14 +259,7 @@ class NativeTask(NativeProcess, Task):
         if self._starting:
             raise FailedPrecondition(f"task {self.id} is starting")
         self._require_not_running("delete")
-        if self._deleting:
-            raise NotFound(f"task {self.id} is being deleted")
-        self._deleting = True
-        try:
-            return await self._delete()
-        except BaseException:
-            self._deleting = False
-            raise
+        return await self._delete_once(f"task {self.id} is being deleted")
 
     async def _delete(self) -> Exit:
         if self.status == Status.CREATED:
