@@ -178,6 +178,32 @@ def supervisor_pid(agent: Any) -> int:
     raise AssertionError(f"agent {agent.proc.pid} has no supervisor child")
 
 
+@contextlib.asynccontextmanager
+async def created_container(client: Client, cid: str, rootfs: str,
+                            args: list[str] | None = None) -> AsyncIterator[None]:
+    """A container record (default: sleep 3600) with no task yet; it and any task made for
+    it are removed on the way out, whatever happened."""
+    await client.create_container(cid, default_spec(args or ["/bin/sleep", "3600"], rootfs,
+                                                    namespace=client.namespace, id=cid))
+    try:
+        yield
+    finally:
+        await remove(client, cid)
+
+
+async def check_exec_id_is_free(client: Client, cid: str, eid: str) -> None:
+    """The exec id can be used again, in the agent and in its supervisor: an exec of
+    /bin/true under it runs, exits 0 and is deleted."""
+    await client.exec(cid, eid, process_spec(["/bin/true"]))
+    await client.start(cid, eid)
+    assert (await client.wait(cid, eid)).exit_status == 0
+    await client.delete_process(cid, eid)
+
+
+# Seconds for the agent to act on a request or a cancellation it has been sent.
+HOLD = 0.3
+
+
 @contextlib.contextmanager
 def supervisor_stopped(agent):
     """The agent's supervisor held stopped: a request sent meanwhile is answered only after."""

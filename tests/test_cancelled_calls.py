@@ -10,7 +10,7 @@ import asyncio
 import signal
 
 import grpc
-from exec_support import container, process_spec, supervisor_stopped
+from exec_support import HOLD, check_exec_id_is_free, container, process_spec, supervisor_stopped
 from grpc_helpers import needs_root
 from helpers import error_of, leftovers, remove, run
 
@@ -19,7 +19,6 @@ from agent.client import Client, default_spec
 
 pytestmark = needs_root
 
-HOLD = 0.3  # seconds for the agent to act on a request or a cancellation it has been sent
 
 
 async def poll(check, tries: int = 200, interval: float = 0.05):
@@ -59,11 +58,7 @@ def test_an_exec_whose_start_was_cancelled_stays_tracked(agent, rootfs):
             assert (await c.wait("c1", "e1")).exit_status == 137
             await c.delete_process("c1", "e1")
             assert [p.pid for p in await c.pids("c1")] == [init]
-            # The id is free again.
-            await c.exec("c1", "e1", process_spec(["/bin/true"]))
-            await c.start("c1", "e1")
-            assert (await c.wait("c1", "e1")).exit_status == 0
-            await c.delete_process("c1", "e1")
+            await check_exec_id_is_free(c, "c1", "e1")
 
     run(body())
 

@@ -149,6 +149,18 @@ def test_read_only_bind_mounts(agent, rootfs, tmp_path, options):
     assert leftovers(agent, "default", "ro1") == []
 
 
+def _check_ro_bind_refused(agent, rootfs, source, destination: str, cid: str) -> None:
+    """`ctr run` with a read-only bind of source on destination is refused because the
+    destination, walked again, does not reach the new mount; nothing of cid is left."""
+    r = ctr(agent.address, "run", "--rm",
+            "--mount", f"type=bind,src={source},dst={destination},options=rbind:ro",
+            "--rootfs", rootfs, cid, "/bin/true")
+    assert r.returncode != 0
+    assert b"does not lead to the new mount" in r.stderr, r.stderr
+    assert ctr(agent.address, "c", "ls", "-q").stdout == b""
+    assert leftovers(agent, "default", cid) == []
+
+
 def test_a_bind_whose_destination_moves_under_it_is_refused(agent, rootfs, tmp_path):
     """A destination reached through a link in the image that passes through the new mount
     (twisted -> /turn/sub/.., with the source's own sub -> /) leads, walked again after the
@@ -161,13 +173,7 @@ def test_a_bind_whose_destination_moves_under_it_is_refused(agent, rootfs, tmp_p
     os.makedirs(os.path.join(turn, "sub"))
     os.symlink("/turn/sub/..", twisted)
     try:
-        r = ctr(agent.address, "run", "--rm",
-                "--mount", f"type=bind,src={source},dst=/twisted,options=rbind:ro",
-                "--rootfs", rootfs, "tw1", "/bin/true")
-        assert r.returncode != 0
-        assert b"does not lead to the new mount" in r.stderr, r.stderr
-        assert ctr(agent.address, "c", "ls", "-q").stdout == b""
-        assert leftovers(agent, "default", "tw1") == []
+        _check_ro_bind_refused(agent, rootfs, source, "/twisted", "tw1")
         # The rootfs is as it was and still writable by the next container.
         r = ctr(agent.address, "run", "--rm", "--rootfs", rootfs, "tw2", "/bin/sh", "-c",
                 "touch /tmp/w && rm /tmp/w && echo ok")
@@ -191,13 +197,7 @@ def test_a_bind_whose_destination_leads_to_another_mount_is_refused(agent, rootf
     plain.mkdir()
     try:
         for source in (luring, plain):
-            r = ctr(agent.address, "run", "--rm",
-                    "--mount", f"type=bind,src={source},dst=/twist/l,options=rbind:ro",
-                    "--rootfs", rootfs, "tw3", "/bin/true")
-            assert r.returncode != 0
-            assert b"does not lead to the new mount" in r.stderr, r.stderr
-            assert ctr(agent.address, "c", "ls", "-q").stdout == b""
-            assert leftovers(agent, "default", "tw3") == []
+            _check_ro_bind_refused(agent, rootfs, source, "/twist/l", "tw3")
         assert os.listdir(plain) == []
         r = ctr(agent.address, "run", "--rm", "--rootfs", rootfs, "tw4", "/bin/sh", "-c",
                 "awk '$2 == \"/dev/shm\" {print $4}' /proc/self/mounts")

@@ -8,16 +8,21 @@ import asyncio
 import signal
 
 import grpc
-from exec_support import container, process_spec, supervisor_stopped
+from exec_support import (
+    HOLD,
+    check_exec_id_is_free,
+    container,
+    created_container,
+    process_spec,
+    supervisor_stopped,
+)
 from grpc_helpers import needs_root
 from helpers import code_of, error_of, remove, run, start_container
 
 from agent.api.containerd.types.task import task_pb2
-from agent.client import Client, default_spec
+from agent.client import Client
 
 pytestmark = needs_root
-
-HOLD = 0.3  # seconds for the agent to act on a request it has been sent
 
 
 def _alive(pid: int) -> bool:
@@ -49,11 +54,7 @@ def test_delete_process_during_its_start_waits_and_is_refused(agent, rootfs):
             await c.kill("c1", signal.SIGKILL, exec_id="e1")
             assert (await c.wait("c1", "e1")).exit_status == 137
             assert (await c.delete_process("c1", "e1")).exit_status == 137
-            # The id is free again, in the agent and in the supervisor.
-            await c.exec("c1", "e1", process_spec(["/bin/true"]))
-            await c.start("c1", "e1")
-            assert (await c.wait("c1", "e1")).exit_status == 0
-            await c.delete_process("c1", "e1")
+            await check_exec_id_is_free(c, "c1", "e1")
 
     run(body())
 
@@ -209,17 +210,13 @@ def test_two_deletes_at_once_one_wins(agent, rootfs):
 def test_wait_on_a_created_task_answers_when_it_is_deleted(agent, rootfs):
     async def body():
         async with Client(agent.address, "test") as c:
-            spec = default_spec(["/bin/sleep", "3600"], rootfs, namespace="test", id="w1")
-            await c.create_container("w1", spec)
-            try:
+            async with created_container(c, "w1", rootfs):
                 await c.create_task("w1")
                 waiter = asyncio.ensure_future(c.wait("w1"))
                 await asyncio.sleep(HOLD)
                 deleted = await c.delete_task("w1")
                 assert deleted.exit_status == 137
                 assert (await asyncio.wait_for(waiter, 10)).exit_status == 137
-            finally:
-                await remove(c, "w1")
 
     run(body())
 
@@ -232,9 +229,7 @@ def test_start_of_a_created_task_killed_meanwhile_fails_cleanly_or_starts(agent,
         async with Client(agent.address, "test") as c:
             for i in range(30):
                 cid = f"s{i}"
-                await c.create_container(cid, default_spec(["/bin/sleep", "3600"], rootfs,
-                                                           namespace="test", id=cid))
-                try:
+                async with created_container(c, cid, rootfs):
                     await c.create_task(cid)
                     killed, started = await asyncio.gather(
                         c.kill(cid, signal.SIGKILL), c.start(cid), return_exceptions=True)
@@ -243,8 +238,6 @@ def test_start_of_a_created_task_killed_meanwhile_fails_cleanly_or_starts(agent,
                         isinstance(started, grpc.aio.AioRpcError)
                         and started.code() == grpc.StatusCode.FAILED_PRECONDITION), (i, started)
                     assert (await asyncio.wait_for(c.wait(cid), 10)).exit_status == 137
-                finally:
-                    await remove(c, cid)
 
     run(body())
 
@@ -252,9 +245,7 @@ def test_start_of_a_created_task_killed_meanwhile_fails_cleanly_or_starts(agent,
 def test_start_while_create_is_under_way_is_refused_and_changes_nothing(agent, rootfs):
     async def body():
         async with Client(agent.address, "test") as c:
-            spec = default_spec(["/bin/sleep", "3600"], rootfs, namespace="test", id="cr1")
-            await c.create_container("cr1", spec)
-            try:
+            async with created_container(c, "cr1", rootfs):
                 with supervisor_stopped(agent):
                     create = asyncio.ensure_future(c.create_task("cr1"))
                     await asyncio.sleep(HOLD)
@@ -266,7 +257,5 @@ def test_start_while_create_is_under_way_is_refused_and_changes_nothing(agent, r
                 assert (proc.pid, proc.status) == (pid, task_pb2.CREATED)
                 assert await c.start("cr1") == pid
                 assert (await c.get("cr1")).status == task_pb2.RUNNING
-            finally:
-                await remove(c, "cr1")
 
     run(body())
