@@ -241,14 +241,10 @@ static void handle_start(struct sv_packet *pkt, struct simple_req *r)
         reply_pid(pkt->hdr.id, p->pid);
         return;
     }
-    /* A created process that died (killed) before its exit was reaped has closed its end,
-       and its sync channel may be closed already: as for a reaped one. */
-    if (p->sync_fd < 0) {
-        link_reply_error(pkt->hdr.id, EBUSY, "the process has exited");
-        return;
-    }
-    if (send(p->sync_fd, &go, 1, MSG_NOSIGNAL) != 1) {
-        int err = errno;
+    if (p->sync_fd < 0 || send(p->sync_fd, &go, 1, MSG_NOSIGNAL) != 1) {
+        /* A created process that died (killed) before its exit was reaped has closed its
+           end, or its sync channel is closed already: as for a reaped one. */
+        int err = p->sync_fd < 0 ? EPIPE : errno;
         if (err == EPIPE || err == ECONNRESET)
             link_reply_error(pkt->hdr.id, EBUSY, "the process has exited");
         else

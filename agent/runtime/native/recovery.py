@@ -97,10 +97,7 @@ def _take_back(runtime: "NativeRuntime", procs: list[ProcInfo]) -> list:
         exit = _restore_state(task, info)
         if task.status == Status.RUNNING and exit is None and _frozen(task):
             if _sigkill_pending(task.pid):
-                # Killed while paused, and the agent went before it thawed the task (a frozen
-                # process never acts on SIGKILL on v1): thawed now, so that it dies.
-                task.cgroup.thaw()
-                task._sigkill_sent = True
+                task.thaw_for_pending_kill()  # a frozen process never acts on it on v1
             else:
                 task.status = Status.PAUSED
         runtime.adopt(task)

@@ -254,6 +254,12 @@ class NativeTask(NativeProcess, Task):
                 self.cgroup.thaw()
             self.status = Status.RUNNING
 
+    def thaw_for_pending_kill(self) -> None:
+        """Found frozen with SIGKILL pending for its init (killed while paused by an agent that
+        went before thawing it): thawed, so that it dies, and never paused again."""
+        self._sigkill_sent = True
+        self.cgroup.thaw()
+
     async def delete(self) -> Exit:
         """Remove the task: refused while it runs; a created task's init is stopped."""
         if self._starting:
@@ -353,7 +359,7 @@ class NativeTask(NativeProcess, Task):
             self.cgroup.thaw()
             if self.status == Status.PAUSING:
                 self.status = Status.RUNNING
-            raise FailedPrecondition(f"task {self.id} exited while pausing")
+            raise FailedPrecondition(f"task {self.id} exited or was killed while pausing")
         self.status = Status.PAUSED
         self.runtime.publish(self.namespace, "/tasks/paused", ev.TaskPaused(container_id=self.id))
 
