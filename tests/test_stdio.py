@@ -417,3 +417,32 @@ def test_a_terminal_is_the_controlling_terminal(agent, rootfs):
                 await remove(c, "c1")
 
     run(body())
+
+
+def test_delete_process_waits_until_the_output_written_is_delivered(agent, rootfs):
+    """An exec writes more than the client's fifo holds and exits; its client reads only
+    after sending DeleteProcess (as a slow reader would). DeleteProcess answers once all the
+    output the process wrote has reached the fifo, as containerd's shim waits for its copies:
+    nothing is dropped at delete."""
+    expected = b"".join(b"%d\n" % i for i in range(1, 20001))  # 108,894 bytes
+    assert len(expected) > 65536  # more than a fifo holds: the rest waits in the relay
+
+    async def body():
+        async with Client(agent.address, "test") as c, container(c, "c1", rootfs):
+            fifos = FifoSet("d1", stdin=False, stderr=False)
+            try:
+                fifos.open_readers()
+                await c.exec("c1", "d1", process_spec(["/bin/seq", "1", "20000"]),
+                             stdout=fifos.stdout)
+                await c.start("c1", "d1")
+                assert (await asyncio.wait_for(c.wait("c1", "d1"), 30)).exit_status == 0
+                deleting = asyncio.ensure_future(c.delete_process("c1", "d1"))
+                await asyncio.sleep(0.3)
+                assert not deleting.done()  # the relay still holds output for the fifo
+                out = await asyncio.wait_for(fifos.read(fifos.stdout), 30)
+                assert (await asyncio.wait_for(deleting, 30)).exit_status == 0
+                assert out == expected, f"{len(out)} bytes, ends {out[-20:]!r}"
+            finally:
+                fifos.close()
+
+    run(body())

@@ -313,6 +313,14 @@ static void handle_forget(struct sv_packet *pkt, struct simple_req *r)
         return;
     }
     if (p->reaped && p->exit_sent) {
+        if (p->relay && !relay_caught_up(p->relay)) {
+            /* As containerd's shim waits for its copies before a delete: what the process
+               wrote reaches the client first (the client reads at its own pace). */
+            set_pending(p, P_FORGET, pkt->hdr.id);
+            p->relay_deadline_ns = mono_ns() + RELAY_DRAIN_NS;
+            draining++;
+            return;
+        }
         proc_free(p);
         reply_ok(pkt->hdr.id);
         return;
@@ -672,6 +680,22 @@ void reap_orphans(void)
     }
 }
 
+/* A forget waiting for the output to be delivered: answered and done once it is. */
+void forget_when_drained(struct proc *p)
+{
+    if (p->pending != P_FORGET || !p->reaped || !p->exit_sent)
+        return;
+    settle(p, 0, NULL);
+    proc_free(p);
+}
+
+/* Draining in either wait: the exit not told yet, or a forget not answered yet. */
+static int drain_waits(const struct proc *p)
+{
+    return p->reaped && p->relay && p->relay_deadline_ns &&
+           (!p->exit_sent || p->pending == P_FORGET);
+}
+
 void check_deadlines(int64_t now)
 {
     struct proc *p, *next;
@@ -679,10 +703,10 @@ void check_deadlines(int64_t now)
         return;
     for (p = proc_first(); p; p = next) {
         next = p->all_next;
-        if (p->reaped && p->relay && !p->exit_sent && p->relay_deadline_ns &&
-            now >= p->relay_deadline_ns) {
+        if (drain_waits(p) && now >= p->relay_deadline_ns) {
             relay_finish(p->relay);
             maybe_notify_exit(p);
+            forget_when_drained(p);
         }
     }
 }
@@ -694,8 +718,7 @@ int64_t next_deadline(void)
     if (!draining)
         return 0;
     for (p = proc_first(); p; p = p->all_next)
-        if (p->reaped && p->relay && !p->exit_sent && p->relay_deadline_ns &&
-            (!best || p->relay_deadline_ns < best))
+        if (drain_waits(p) && (!best || p->relay_deadline_ns < best))
             best = p->relay_deadline_ns;
     return best;
 }

@@ -140,6 +140,7 @@ static void pump(struct channel *c)
         if (n > 0) {
             c->len = (size_t)n;
             c->off = 0;
+            c->idle = 0;
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -147,6 +148,7 @@ static void pump(struct channel *c)
         if (n < 0 && errno == EAGAIN) {
             if (c->closing)
                 c->src_done = 1;
+            c->idle = 1; /* everything written so far is delivered */
             break;
         }
         c->src_done = 1; /* EOF, or EIO from a pty master: every writer is gone */
@@ -240,6 +242,8 @@ void relay_on_event(struct channel *c)
     pump(c);
     if (p->relay && relay_done(p->relay))
         maybe_notify_exit(p);
+    if (p->pending == P_FORGET && p->relay && relay_caught_up(p->relay))
+        forget_when_drained(p); /* may free p and its relay: nothing of them after this */
 }
 
 void relay_close_stdin(struct relay *r)
@@ -275,6 +279,19 @@ int relay_has_terminal(const struct relay *r)
 int relay_done(const struct relay *r)
 {
     return r->ch[CH_OUT].done && r->ch[CH_ERR].done;
+}
+
+/* Every output byte written so far is delivered (what a writer left behind, a child of the
+ * process say, may write later is not waited for). */
+int relay_caught_up(struct relay *r)
+{
+    int i;
+    for (i = CH_OUT; i <= CH_ERR; i++)
+        pump(&r->ch[i]); /* what is in the pipe now, not what the last event saw */
+    for (i = CH_OUT; i <= CH_ERR; i++)
+        if (!r->ch[i].done && !r->ch[i].idle)
+            return 0;
+    return 1;
 }
 
 /* The process has exited: its stdin is of no use any more; output drains on. */

@@ -41,6 +41,7 @@ struct channel {
     int src_done;   /* EOF/EIO on src (or CloseIO and the fifo is empty) */
     int closing;    /* input: CloseIO asked; read what is there, then EOF */
     int dst_is_tty; /* input to a pty: EOF is typed, not a hang-up */
+    int idle;       /* the source had nothing more to read and all read is written */
     int done;
 };
 
@@ -133,6 +134,7 @@ void handle_sync(struct proc *p);
 void reap(struct proc *p);
 void reap_orphans(void);
 void maybe_notify_exit(struct proc *p);
+void forget_when_drained(struct proc *p);
 void check_deadlines(int64_t now);
 void drain_over(struct proc *p);
 int64_t next_deadline(void);
@@ -153,6 +155,7 @@ void relay_close_stdin(struct relay *r);
 int relay_resize(struct relay *r, unsigned width, unsigned height);
 int relay_has_terminal(const struct relay *r);
 int relay_done(const struct relay *r);
+int relay_caught_up(struct relay *r);
 void relay_process_exited(struct relay *r);
 void relay_finish(struct relay *r);
 void relay_free(struct relay *r);
